@@ -1,0 +1,52 @@
+"""The ``subdistill`` console script: ``subdistill COMMAND recipe=NAME key=value ...``.
+
+Every command takes the same recipe arguments. A mistake a user can fix (bad
+recipe, key, value or path) is printed as one line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Callable
+
+from subdistill.errors import UserError
+
+# command -> (module, one-line help); each module has main(argv: list[str]) -> None
+COMMANDS = {
+    "config": ("subdistill.show_config", "print the resolved config of a recipe"),
+    "demo": ("subdistill.demo", "the main job on the embedded default recipe"),
+    "train": ("subdistill.train", "fine-tune a teacher or distil a student"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: subdistill COMMAND recipe=NAME [key=value ...]", "", "commands:"]
+    lines += [f"  {name:10s} {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def guarded(entry: Callable[[list[str]], None], argv: list[str]) -> None:
+    """Run an entry point; a UserError becomes one line on stderr and exit code 2."""
+    try:
+        entry(argv)
+    except UserError as err:
+        print(f"subdistill: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"subdistill: error: unknown command {command!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        raise SystemExit(2)
+    module = importlib.import_module(COMMANDS[command][0])
+    guarded(module.main, rest)
+
+
+if __name__ == "__main__":
+    main()
