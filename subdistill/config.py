@@ -81,6 +81,23 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneConfig:
+    """Full fine-tuning of the teacher with cross-entropy (train.stage=finetune).
+
+    Logging, saving and precision settings are shared with ``train``.
+    """
+
+    epochs: int = 5
+    max_steps: int = 0
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    warmup_steps: int = 100
+    optimizer: str = "adamw"  # adamw | sgd
+    label_smoothing: float = 0.0
+
+
+@dataclass(frozen=True)
 class ProbeConfig:
     optimizer: str = "adamw"  # adamw | sgd
     lr: float = 1e-3
@@ -100,6 +117,15 @@ class ValidateConfig:
 
 
 @dataclass(frozen=True)
+class FeaturesConfig:
+    """The cache of teacher_features (checkpoints/features/<fingerprint>/)."""
+
+    dtype: str = "float16"  # float16 | float32: how cached teacher_features are stored
+    batch_size: int = 256  # examples per teacher forward during extraction
+    shard_batches: int = 20  # write a resumable shard every this many batches
+
+
+@dataclass(frozen=True)
 class Config:
     recipe: str = ""
     tiny: bool = False  # the recipe's tiny form: few examples, small models, a step or two
@@ -112,8 +138,10 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
