@@ -10,13 +10,17 @@ import importlib
 import sys
 from typing import Callable
 
+from subdistill import __version__
 from subdistill.errors import UserError
+from subdistill.recipes import available_recipes
 
 # command -> (module, one-line help); each module has main(argv: list[str]) -> None
 COMMANDS = {
     "config": ("subdistill.show_config", "print the resolved config of a recipe"),
     "demo": ("subdistill.demo", "the main job on the embedded default recipe"),
     "train": ("subdistill.train", "fine-tune a teacher or distil a student"),
+    "features": ("subdistill.features", "extract and cache teacher_features"),
+    "validate": ("subdistill.validate", "probe full / JL / PCA / learned features and write the validity report"),
 }
 
 
@@ -31,7 +35,9 @@ def guarded(entry: Callable[[list[str]], None], argv: list[str]) -> None:
     try:
         entry(argv)
     except UserError as err:
-        print(f"subdistill: error: {err}", file=sys.stderr)
+        # One line whatever the message carries (library errors often span several).
+        message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"subdistill: error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -40,7 +46,14 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return
+    if argv[0] in ("-V", "--version"):
+        print(f"subdistill {__version__}")
+        return
     command, rest = argv[0], argv[1:]
+    if any(arg in ("-h", "--help") for arg in rest):
+        print(f"usage: subdistill {command} recipe=NAME [key=value ...]\n\n{COMMANDS.get(command, ('', ''))[1]}")
+        print("recipes: " + ", ".join(available_recipes()) + "\nkeys: subdistill config recipe=NAME prints them all")
+        return
     if command not in COMMANDS:
         print(f"subdistill: error: unknown command {command!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         raise SystemExit(2)

@@ -78,6 +78,7 @@ class TrainConfig:
     eval_every: int = 500
     save_every: int = 500
     keep_last: int = 2
+    stop_at: int = 0  # pause after this optimizer step (state saved, schedule unchanged); resume=latest continues
 
 
 @dataclass(frozen=True)
@@ -105,14 +106,14 @@ class ProbeConfig:
     momentum: float = 0.9
     epochs: int = 3
     batch_size: int = 32
-    ks: list = field(default_factory=lambda: [512, 256, 128, 64])  # the K sweep
+    ks: list[int] = field(default_factory=lambda: [512, 256, 128, 64])  # the K sweep
 
 
 @dataclass(frozen=True)
 class ValidateConfig:
     epsilon: float = 0.01  # a JL-K subspace is valid within this accuracy of full width
     required: bool = True  # distillation refuses an unvalidated K
-    seeds: list = field(default_factory=lambda: [0, 1, 2])  # extra R seeds for the spread
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # extra R seeds for the spread
     sample: int = 1000  # examples for the geometry check and t-SNE
 
 

@@ -23,6 +23,8 @@ def draw_matrix(k: int, d: int, seed: int = 42) -> torch.Tensor:
     """R in R^{K x D}, entries N(0, 1), float32 on the CPU."""
     if not 1 <= k <= d:
         raise UserError(f"projection K must be in [1, D={d}], got K={k}")
+    if not -(2**63) <= seed < 2**64:
+        raise UserError(f"projection seed must fit in 64 bits, got {seed}")
     return torch.randn(k, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float32)
 
 
@@ -55,12 +57,32 @@ class JLProjection(nn.Module):
         targets = teacher_features.float() @ matrix.T / math.sqrt(self.k)  # (..., K)
         return targets
 
+    def _apply(self, fn, recurse=True):
+        # .half() or .to(bfloat16) on a model holding R may move it, never round it.
+        super()._apply(fn, recurse)
+        if self.matrix.dtype != torch.float32:
+            self.matrix = draw_matrix(self.k, self.d, self.seed).to(self.matrix.device)
+        return self
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # R is a function of (K, D, seed): a state dict holding another R is refused, not swapped in.
+        key = prefix + "matrix"
+        if key in state_dict and fingerprint(state_dict[key]) != self.sha256:
+            raise UserError(
+                f"state dict entry {key} is not the projection drawn with K={self.k}, D={self.d}, "
+                f"seed={self.seed} (SHA-256 {fingerprint(state_dict[key])[:12]}... != {self.sha256[:12]}...)"
+            )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def extra_repr(self) -> str:
         return f"k={self.k}, d={self.d}, seed={self.seed}"
 
     def save(self, path: str | Path) -> None:
         metadata = {"seed": str(self.seed), "k": str(self.k), "d": str(self.d), "sha256": self.sha256}
-        save_file({"matrix": self.matrix.detach().cpu().contiguous()}, str(path), metadata=metadata)
+        try:
+            save_file({"matrix": self.matrix.detach().cpu().contiguous()}, str(path), metadata=metadata)
+        except Exception as err:  # a missing folder, a folder in the way, a full disk
+            raise UserError(f"cannot write projection file {path}: {err}") from None
 
     @classmethod
     def load(cls, path: str | Path) -> "JLProjection":
@@ -76,14 +98,17 @@ class JLProjection(nn.Module):
         missing = {"seed", "k", "d", "sha256"} - set(metadata)
         if missing:
             raise UserError(f"projection file {path} lacks metadata {sorted(missing)}")
-        k, d = int(metadata["k"]), int(metadata["d"])
+        try:
+            k, d, seed = int(metadata["k"]), int(metadata["d"]), int(metadata["seed"])
+        except ValueError:
+            raise UserError(f"projection file {path} has non-integer k, d or seed in its metadata") from None
         if tuple(matrix.shape) != (k, d) or matrix.dtype != torch.float32:
             raise UserError(f"projection file {path} holds {matrix.dtype} {tuple(matrix.shape)}, metadata says float32 ({k}, {d})")
         actual = fingerprint(matrix)
         if actual != metadata["sha256"]:
             raise UserError(f"projection file {path} is damaged: SHA-256 {actual[:12]}... != recorded {metadata['sha256'][:12]}...")
-        projection = cls.__new__(cls)
-        nn.Module.__init__(projection)
-        projection.k, projection.d, projection.seed = k, d, int(metadata["seed"])
-        projection.register_buffer("matrix", matrix.clone(), persistent=True)
+        # The recorded seed must redraw the very same R, or the file lies about where R came from.
+        projection = cls(k, d, seed)
+        if projection.sha256 != actual:
+            raise UserError(f"projection file {path}: its R is not the one drawn with seed {seed} for K={k}, D={d}")
         return projection

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import typing
 from pathlib import Path
@@ -48,6 +49,23 @@ TINY = {
 
 RESERVED = ("base", "when_tiny")
 
+# Recipe names are plain file stems in recipes/; they also name run folders.
+RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+CHOICES = {
+    "teacher.source": ("timm", "hf", "torchvision", "checkpoint"),
+    "teacher.feature": ("auto", "cls", "avgpool", "pooler", "mean", "pre_logits"),
+    "data.source": ("fashion_mnist", "cifar100", "imagenet100", "mnli", "wordnet_nouns", "fake_images", "fake_text"),
+    "student.kind": ("timm", "hf_encoder", "teacher_layers", "fmnist_cnn", "text_cnn"),
+    "train.stage": ("distill", "finetune"),
+    "train.mixed_precision": ("no", "bf16", "fp16"),
+    "train.targets": ("auto", "online", "cached"),
+    "finetune.optimizer": ("adamw", "sgd"),
+    "probe.optimizer": ("adamw", "sgd"),
+    "features.dtype": ("float16", "float32"),
+}
+POSITIVE = {"projection.k", "probe.ks", "train.batch_size", "train.grad_accum", "finetune.batch_size", "probe.batch_size"}
+
 
 def available_recipes(recipe_dir: Path = RECIPE_DIR) -> list[str]:
     return sorted(p.stem for p in recipe_dir.glob("*.yaml"))
@@ -70,18 +88,26 @@ def parse_value(text: str) -> Any:
         try:
             return yaml.safe_load(text)
         except yaml.YAMLError as err:
-            raise UserError(f"cannot parse {text!r} as a list or mapping: {err}") from None
+            first_line = str(err).splitlines()[0]
+            raise UserError(f"cannot parse {text!r} as a list or mapping ({first_line}); quote the whole key=value") from None
     return text
 
 
+class RawText(str):
+    """An override's text as typed; parsed once the key's type is known."""
+
+
 def split_overrides(argv: list[str]) -> dict[str, Any]:
-    """['recipe=x', 'train.lr=3e-4'] -> {'recipe': 'x', 'train.lr': 0.0003}."""
+    """['recipe=x', 'train.lr=3e-4'] -> {'recipe': 'x', 'train.lr': RawText('3e-4')}."""
     overrides = {}
     for arg in argv:
         key, sep, value = arg.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise UserError(f"expected key=value, got {arg!r} (for example recipe=fmnist_k32 train.lr=3e-4)")
-        overrides[key.strip()] = value if key.strip() == "recipe" else parse_value(value)
+        if key in overrides:
+            raise UserError(f"{key} is given twice ({overrides[key]!r} and {value!r}); give it once")
+        overrides[key] = RawText(value.strip())
     return overrides
 
 
@@ -132,8 +158,18 @@ def check_value(key: str, value: Any, hint: Any) -> Any:
     """Return value in the annotated type, or raise a UserError naming the expected type."""
     optional = typing.get_origin(hint) is typing.Union and type(None) in typing.get_args(hint)
     base = next((a for a in typing.get_args(hint) if a is not type(None)), hint) if optional else hint
+    if isinstance(value, RawText):
+        # A string field keeps the text as typed (run=007 stays '007'); others are parsed.
+        keep = base is str and not (optional and value.lower() in ("null", "none", "~"))
+        value = str(value) if keep else parse_value(value)
     if value is None and optional:
         return None
+    if typing.get_origin(base) is list:
+        (item,) = typing.get_args(base)
+        if not isinstance(value, list) or not all(type(v) is item for v in value):
+            raise UserError(f"{key} expects a list of {item.__name__}, got {value!r}")
+        check_choice(key, value)
+        return value
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if base is str and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -141,7 +177,20 @@ def check_value(key: str, value: Any, hint: Any) -> Any:
     ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
     if not ok:
         raise UserError(f"{key} expects {_type_name(hint)}, got {type(value).__name__} {value!r}")
+    check_choice(key, value)
     return value
+
+
+def check_choice(key: str, value: Any) -> None:
+    """Enumerations and ranges that a type alone does not say."""
+    if key in CHOICES and value not in CHOICES[key]:
+        raise UserError(f"{key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{key} must be a finite number, got {value!r}")
+    if key in POSITIVE and any(v < 1 for v in (value if isinstance(value, list) else [value])):
+        raise UserError(f"{key} must be at least 1, got {value!r}")
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise UserError(f"{key} must fit in 64 bits, got {value}")
 
 
 def check_keys(flat: dict[str, Any], where: str) -> None:
@@ -156,7 +205,7 @@ def check_keys(flat: dict[str, Any], where: str) -> None:
 def load_recipe(name: str, recipe_dir: Path = RECIPE_DIR, seen: tuple = ()) -> tuple[dict, dict]:
     """Return (body, when_tiny) of a recipe, each flat and merged over its bases."""
     path = recipe_dir / f"{name}.yaml"
-    if not path.is_file():
+    if not RECIPE_NAME.fullmatch(name) or not path.is_file():
         raise UserError(f"unknown recipe {name!r}; available: {', '.join(available_recipes(recipe_dir))}")
     if name in seen:
         raise UserError(f"recipe {name!r} builds on itself: {' -> '.join(seen + (name,))}")
@@ -169,10 +218,18 @@ def load_recipe(name: str, recipe_dir: Path = RECIPE_DIR, seen: tuple = ()) -> t
     body, tiny = {}, {}
     if tree.get("base"):
         body, tiny = load_recipe(tree["base"], recipe_dir, seen + (name,))
+    if not isinstance(tree.get("when_tiny") or {}, dict):
+        raise UserError(f"recipe {path.name}: when_tiny must be a mapping of keys to values")
     own_tiny = flatten(tree.get("when_tiny") or {})
     own_body = flatten({k: v for k, v in tree.items() if k not in RESERVED})
     check_keys(own_body, f"recipe {path.name}")
     check_keys(own_tiny, f"recipe {path.name} (when_tiny)")
+    keys = valid_keys()
+    for key, value in {**own_body, **own_tiny}.items():
+        try:
+            check_value(key, value, keys[key])
+        except UserError as err:
+            raise UserError(f"recipe {path.name}: {err}") from None
     return {**body, **own_body}, {**tiny, **own_tiny}
 
 
@@ -203,8 +260,8 @@ def resolve(argv: list[str], recipe_dir: Path = RECIPE_DIR) -> Config:
         raise UserError(f"name a recipe with recipe=NAME; available: {', '.join(available_recipes(recipe_dir))}")
     body, when_tiny = load_recipe(name, recipe_dir)
     flat = {**body}
-    tiny = overrides.get("tiny", body.get("tiny", False))
-    if tiny is True:
+    tiny = check_value("tiny", overrides.get("tiny", body.get("tiny", False)), bool)
+    if tiny:
         flat.update(TINY)
         flat.update(when_tiny)
     flat.update(overrides)

@@ -292,3 +292,25 @@ def test_text_collate_single_sentences_and_loader(minilm_tokenizer):
     assert inputs["token_type_ids"].sum() == 0 and inputs["input_ids"].shape == (2, 6)
     with pytest.raises(ValueError, match="mixes"):
         text_collate(minilm_tokenizer, 128)([singles[0], (("a", "b"), 0)])
+
+
+def test_cifar100_batch_with_code_is_refused(tmp_path):
+    import os
+
+    from subdistill.config import DataConfig
+    from subdistill.data import build_dataset
+    from subdistill.errors import UserError
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    for split in ("train", "test"):
+        (folder / split).write_bytes(pickle.dumps({"data": Payload(), "fine_labels": [0]}))
+    with pytest.raises(UserError, match="not allowed"):
+        build_dataset(DataConfig(source="cifar100", root=str(tmp_path)), "train", train_transform=False)
+    assert not marker.exists()

@@ -92,3 +92,30 @@ def test_wrong_feature_width_names_both_sides():
 def test_fingerprint_is_device_and_layout_independent():
     matrix = draw_matrix(6, 10, seed=5)
     assert fingerprint(matrix) == fingerprint(matrix.T.contiguous().T)
+
+
+def test_dtype_casts_never_round_r():
+    holder = torch.nn.Sequential(JLProjection(32, 512, seed=42))
+    holder.half()
+    assert holder[0].matrix.dtype == torch.float32
+    assert holder[0].sha256 == GOLDEN_32_512
+
+
+def test_state_dict_with_another_r_is_refused():
+    projection = JLProjection(32, 512, seed=42)
+    with pytest.raises(UserError, match="seed=42"):
+        projection.load_state_dict(JLProjection(32, 512, seed=7).state_dict())
+    projection.load_state_dict(JLProjection(32, 512, seed=42).state_dict())
+
+
+def test_file_whose_seed_does_not_redraw_r_is_refused(tmp_path):
+    matrix = draw_matrix(4, 8, seed=0)
+    path = tmp_path / "projection.safetensors"
+    save_file({"matrix": matrix}, str(path), metadata={"seed": "7", "k": "4", "d": "8", "sha256": fingerprint(matrix)})
+    with pytest.raises(UserError, match="seed 7"):
+        JLProjection.load(path)
+
+
+def test_save_into_missing_folder_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="cannot write"):
+        JLProjection(4, 8).save(tmp_path / "no" / "such" / "projection.safetensors")

@@ -48,6 +48,11 @@ def test_defaults_fill_what_a_recipe_leaves_out():
     assert config.train == type(config.train)()  # fmnist_k32 does not touch train
 
 
+def test_string_fields_keep_the_text_as_typed():
+    config = resolve(["recipe=fmnist_k32", "run=007", "teacher.name=1.10", "teacher.weights=null"])
+    assert (config.run, config.teacher.name, config.teacher.weights) == ("007", "1.10", None)
+
+
 def test_config_is_frozen():
     config = resolve(["recipe=fmnist_k32"])
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -63,6 +68,15 @@ def test_config_is_frozen():
         (["recipe=fmnist_k32", "tiny=3"], "tiny expects bool"),
         (["recipe=nope"], "available: bert_k64"),
         (["recipe=fmnist_k32", "lr"], "expected key=value"),
+        (["recipe=fmnist_k32", "probe.ks=[a,b]"], "probe.ks expects a list of int"),
+        (["recipe=fmnist_k32", "probe.ks=[0]"], "at least 1"),
+        (["recipe=fmnist_k32", "train.mixed_precision=fp8"], "must be one of no, bf16, fp16"),
+        (["recipe=fmnist_k32", "train.lr=nan"], "finite"),
+        (["recipe=fmnist_k32", "projection.seed=18446744073709551616"], "64 bits"),
+        (["recipe=fmnist_k32", "train.lr=1", "train.lr=2"], "given twice"),
+        (["recipe=../recipes/fmnist_k32"], "unknown recipe"),
+        (["recipe=/tmp/fmnist_k32"], "unknown recipe"),
+        (["recipe=fmnist_k32", "probe.ks=[1,2"], "quote the whole"),
         ([], "name a recipe"),
     ],
 )

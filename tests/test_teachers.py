@@ -127,6 +127,17 @@ def test_batch_norm_statistics_never_change(resnet_teacher):
     assert parent.training
 
 
+def test_batch_norm_put_in_train_mode_directly_is_undone(resnet_teacher):
+    before = {k: v.clone() for k, v in resnet_teacher.state_dict().items() if "running" in k}
+    # A common pattern: put only the batch-norm layers of a whole model in train mode.
+    resnet_teacher.apply(lambda m: m.train() if isinstance(m, nn.modules.batchnorm._BatchNorm) else None)
+    resnet_teacher.backbone.encoder.train()
+    resnet_teacher(images() * 5 + 3)
+    after = resnet_teacher.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not any(module.training for module in resnet_teacher.modules())
+
+
 def test_no_gradients_but_outputs_feed_autograd(resnet_teacher):
     assert not any(p.requires_grad for p in resnet_teacher.parameters())
     assert resnet_teacher.has_head and resnet_teacher.feature_dim == 512 and resnet_teacher.modality == "image"

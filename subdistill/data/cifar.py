@@ -35,11 +35,33 @@ def _download(root: Path) -> None:
         raise UserError(f"CIFAR-100 download into {root} failed ({err}): {hint}") from None
 
 
+# The only globals a CIFAR batch needs: numpy's array rebuild. Anything else in the
+# file (os.system, eval, ...) is refused before it can run.
+ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+}
+
+
+class _ArraysOnly(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR batch")
+        return super().find_class(module, name)
+
+
 @functools.lru_cache(maxsize=4)
 def _load(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     # The official batches are pickles of byte-string keys written by Python 2.
     with open(path, "rb") as handle:
-        batch = pickle.load(handle, encoding="latin1")
+        try:
+            batch = _ArraysOnly(handle, encoding="latin1").load()
+        except (pickle.UnpicklingError, EOFError, ValueError) as err:
+            raise UserError(f"{path} is not a plain CIFAR-100 batch: {err}") from None
     if "data" not in batch or "fine_labels" not in batch:
         raise UserError(f"{path} is not a CIFAR-100 batch (needs 'data' and 'fine_labels')")
     data = np.asarray(batch["data"], dtype=np.uint8)

@@ -103,7 +103,12 @@ def read_meta(folder: Path) -> dict[str, Any]:
     path = Path(folder) / META_FILE
     if not path.is_file():
         raise UserError(f"{folder} is not a teacher checkpoint (no {META_FILE}); save one with save_teacher_checkpoint")
-    meta = json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("teacher"), dict):
+        raise UserError(f"{path} is not a teacher record (expected an object with a 'teacher' entry)")
     if meta.get("format") != FORMAT:
         raise UserError(f"{path} has format {meta.get('format')!r}; this subdistill reads format {FORMAT}")
     return meta

@@ -41,8 +41,9 @@ class Teacher(nn.Module):
         return super().train(False)
 
     def _frozen_call(self, method, inputs: Any) -> torch.Tensor:
-        # Someone may have reached past this wrapper and called backbone.train(); undo it.
-        if self.backbone.training:
+        # Someone may have reached past this wrapper (backbone.train(), or apply() on
+        # batch-norm layers only); put every submodule back in eval before it runs.
+        if any(module.training for module in self.backbone.modules()):
             self.backbone.eval()
         with torch.inference_mode():
             outputs = method(inputs)

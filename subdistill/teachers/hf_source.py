@@ -159,7 +159,10 @@ def build_hf_backbone(cfg: TeacherConfig, config_dir: Optional[str] = None, pool
         model = _from_pretrained(location, config, feature)
     else:
         with seeded_init():
-            model = AutoModel.from_config(config, dtype=torch.float32)
+            try:
+                model = AutoModel.from_config(config, dtype=torch.float32)
+            except ValueError as err:  # inconsistent overrides, e.g. hidden_size not divisible by heads
+                raise UserError(f"teacher.model_kwargs make an invalid {type(config).__name__}: {err}") from None
         if not pooler:
             model.pooler = None
         if cfg.weights:
