@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from subdistill.data.base import TextPairDataset, keep_first
+from subdistill.data.base import TextPairDataset, downloads_allowed, keep_first
 from subdistill.errors import UserError
 
 HUB_ID, HUB_CONFIG = "nyu-mll/glue", "mnli"
@@ -53,6 +53,11 @@ def _load_split(root: str, split: str):
             split=name,
             cache_dir=str(path.parent / ".hf_cache"),
             **kwargs,
+        )
+    if not downloads_allowed():
+        raise UserError(
+            f"MNLI is not in {root} and downloads are off (an *_OFFLINE variable is set); "
+            f"put {name}.jsonl or .parquet with premise, hypothesis, label columns there"
         )
     try:
         return datasets.load_dataset(HUB_ID, HUB_CONFIG, split=name)

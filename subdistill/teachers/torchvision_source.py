@@ -16,6 +16,7 @@ from torch import nn
 from torchvision import models as tv_models
 
 from subdistill.config import TeacherConfig
+from subdistill.data.base import downloads_allowed
 from subdistill.errors import UserError
 from subdistill.teachers.backbone import Backbone, check_feature, check_image_batch, first_conv_channels
 from subdistill.teachers.weights import drop_prefixes, load_strict, read_state_dict, replace_module, seeded_init
@@ -65,6 +66,9 @@ def _create(cfg: TeacherConfig, hub: bool) -> nn.Module:
     try:
         with seeded_init():
             if hub:
+                # torchvision downloads from its own server whatever the HF variables say.
+                if not downloads_allowed():
+                    raise OSError("downloads are off (an *_OFFLINE variable is set)")
                 return tv_models.get_model(cfg.name, weights="DEFAULT", **cfg.model_kwargs)
             sized = {"num_classes": cfg.num_classes} if cfg.num_classes > 0 else {}
             return tv_models.get_model(cfg.name, weights=None, **sized, **cfg.model_kwargs)
