@@ -238,6 +238,7 @@ def test_mnli_hub_offline_is_user_error(tmp_path):
         "except UserError as err:\n    print('USERERROR', err)\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    env.pop("SUBDISTILL_OFFLINE")  # let the real hub path run; datasets' own offline switch stops it
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert "USERERROR MNLI could not be loaded from the hub (nyu-mll/glue/mnli" in result.stdout, result.stderr[-2000:]
     assert "validation_matched.jsonl" in result.stdout

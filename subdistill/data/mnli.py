@@ -10,10 +10,11 @@ hidden). Where the examples come from, first hit wins:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
-from subdistill.data.base import TextPairDataset, downloads_allowed, keep_first
+from subdistill.data.base import TextPairDataset, keep_first
 from subdistill.errors import UserError
 
 HUB_ID, HUB_CONFIG = "nyu-mll/glue", "mnli"
@@ -54,9 +55,10 @@ def _load_split(root: str, split: str):
             cache_dir=str(path.parent / ".hf_cache"),
             **kwargs,
         )
-    if not downloads_allowed():
+    # datasets honours HF_DATASETS_OFFLINE itself; our own switch must stop it too.
+    if os.environ.get("SUBDISTILL_OFFLINE", "") in ("1", "true"):
         raise UserError(
-            f"MNLI is not in {root} and downloads are off (an *_OFFLINE variable is set); "
+            f"MNLI is not in {root} and downloads are off (SUBDISTILL_OFFLINE is set); "
             f"put {name}.jsonl or .parquet with premise, hypothesis, label columns there"
         )
     try:
