@@ -22,6 +22,18 @@ def downloads_allowed() -> bool:
     return not any(os.environ.get(name, "").lower() in ("1", "true", "yes", "on") for name in OFFLINE_VARIABLES)
 
 
+def torchvision_download(dataset_class: type, root: str, name: str, hint: str) -> None:
+    """Fetch a dataset with torchvision's own downloader, or say what to do instead."""
+    from subdistill.errors import UserError
+
+    if not downloads_allowed():
+        raise UserError(f"{name} not found and downloads are off: {hint}")
+    try:
+        dataset_class(root, train=True, download=True)
+    except Exception as err:  # any network or disk failure is the user's to fix
+        raise UserError(f"{name} download into {root} failed ({err}): {hint}") from None
+
+
 def stable_hash(text: str) -> int:
     """A hash that is the same in every process and Python version (unlike hash())."""
     return int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:8], "big")

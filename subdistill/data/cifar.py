@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from subdistill.data.base import downloads_allowed
+from subdistill.data.base import torchvision_download
 from subdistill.errors import UserError
 
 FOLDER = "cifar-100-python"
@@ -24,15 +24,10 @@ STATS = {"mean": (0.5071, 0.4865, 0.4409), "std": (0.2673, 0.2564, 0.2762), "inp
 
 
 def _download(root: Path) -> None:
-    hint = f"put the unpacked cifar-100-python/ folder (train, test, meta) in {root}"
-    if not downloads_allowed():
-        raise UserError(f"CIFAR-100 not found and downloads are off: {hint}")
     from torchvision.datasets import CIFAR100
 
-    try:
-        CIFAR100(str(root), train=True, download=True)
-    except Exception as err:  # any network or disk failure is the user's to fix
-        raise UserError(f"CIFAR-100 download into {root} failed ({err}): {hint}") from None
+    hint = f"put the unpacked cifar-100-python/ folder (train, test, meta) in {root}"
+    torchvision_download(CIFAR100, str(root), "CIFAR-100", hint)
 
 
 # The only globals a CIFAR batch needs: numpy's array rebuild. Anything else in the
