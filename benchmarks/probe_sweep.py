@@ -35,6 +35,7 @@ from subdistill.probes import (
     HeadSpec,
     ProbeBank,
     build_optimizer,
+    init_head,
     cosine_schedule,
     evaluate_probes,
     sweep_specs,
@@ -50,8 +51,9 @@ def one_pass(config, specs: list[HeadSpec]) -> tuple[float, dict]:
     train_h, train_y = load_or_extract(config, "train", progress=False)  # (N, D)
     test_h, test_y = load_or_extract(config, "test", progress=False)
     ks = sorted({s.k for s in specs if s.method == "pca"})
-    torch.manual_seed(config.seed)
-    bank = ProbeBank(train_h.shape[1], num_classes(config.data), specs, pca=fit_pca(train_h, max(ks)))
+    bank = ProbeBank(
+        train_h.shape[1], num_classes(config.data), specs, pca=fit_pca(train_h, max(ks)), init_seed=config.seed
+    )
     train_probes(bank, train_h, train_y, config.probe, seed=config.seed, progress=False)
     results = evaluate_probes(bank, test_h, test_y)
     return time.perf_counter() - start, {name: r["accuracy"] for name, r in results.items()}
@@ -65,9 +67,8 @@ def teacher_batches(teacher, dataset, batch_size: int, order=None):
 
 
 def initial_heads(specs: list[HeadSpec], c: int, seed: int) -> dict[str, dict]:
-    """The heads' initial weights as the one-pass ProbeBank draws them (nn.Linear init in spec order)."""
-    torch.manual_seed(seed)
-    return {s.name: torch.nn.Linear(s.k, c).state_dict() for s in specs}
+    """The heads' initial weights as the one-pass ProbeBank draws them."""
+    return {s.name: init_head(s.name, s.k, c, seed).state_dict() for s in specs}
 
 
 def naive_head(config, spec: HeadSpec, initial: dict, teacher, train_set, test_set) -> tuple[float, float]:

@@ -11,6 +11,7 @@ price of one pass over the features, not N passes through the teacher.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -54,10 +55,28 @@ def sweep_specs(d: int, ks: list[int], seed: int, spread_seeds: list[int] = (), 
     return specs
 
 
+def init_head(name: str, k: int, num_classes: int, init_seed: int) -> nn.Linear:
+    """A (K -> C) head whose initial weights depend only on its name and the seed.
+
+    Drawn from its own generator, so a head starts the same whichever other heads share its sweep.
+    """
+    digest = hashlib.sha256(f"{init_seed}:{name}".encode()).digest()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int.from_bytes(digest[:8], "big") % 2**63)
+        return nn.Linear(k, num_classes)
+
+
 class ProbeBank(nn.Module):
     """All probe heads of a sweep; forward maps teacher_features (B, D) to {head name: logits (B, C)}."""
 
-    def __init__(self, d: int, num_classes: int, specs: list[HeadSpec], pca: PCABasis | None = None) -> None:
+    def __init__(
+        self,
+        d: int,
+        num_classes: int,
+        specs: list[HeadSpec],
+        pca: PCABasis | None = None,
+        init_seed: int = 0,
+    ) -> None:
         super().__init__()
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
@@ -92,7 +111,7 @@ class ProbeBank(nn.Module):
                 if s.method == "learned"
             }
         )
-        self.heads = nn.ModuleDict({s.name: nn.Linear(s.k, num_classes) for s in specs})
+        self.heads = nn.ModuleDict({s.name: init_head(s.name, s.k, num_classes, init_seed) for s in specs})
 
     def inputs(self, teacher_features: Tensor) -> dict[str, Tensor]:
         """{head name: the (B, K) features that head sees} for (B, D) teacher_features."""

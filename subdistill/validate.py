@@ -103,8 +103,8 @@ def run_validation(config: Config, *, progress: bool = True) -> tuple[Path, dict
 
 def _train_bank(config: Config, specs, train_h, train_y, c: int, pca_k: int, progress: bool):
     """Every head of the sweep in one bank, trained in one pass over the cached features; returned on the CPU."""
-    torch.manual_seed(config.seed)  # head initialisation
-    bank = ProbeBank(train_h.shape[1], c, specs, pca=fit_pca(train_h, pca_k)).to(default_device())
+    pca = fit_pca(train_h, pca_k)
+    bank = ProbeBank(train_h.shape[1], c, specs, pca=pca, init_seed=config.seed).to(default_device())
     history = train_probes(bank, train_h, train_y, config.probe, seed=config.seed, progress=progress)
     return bank.cpu(), history
 

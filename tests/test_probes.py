@@ -45,6 +45,16 @@ def test_heads_train_as_if_alone():
     assert all(torch.equal(alone[k], together[k]) for k in alone)
 
 
+def test_a_head_does_not_depend_on_the_other_ks_of_its_sweep():
+    train_x, train_y = separable(200)
+    weights = []
+    for ks in ([16, 8], [8]):
+        bank = ProbeBank(32, 4, sweep_specs(32, ks, 42, [0]), pca=fit_pca(train_x, 16), init_seed=3)
+        train_probes(bank, train_x, train_y, dataclasses.replace(PROBE, epochs=2), progress=False)
+        weights.append({n: bank.heads[n].weight.clone() for n in ("jl-8", "pca-8", "learned-8", "jl-8-seed0")})
+    assert all(torch.equal(weights[0][n], weights[1][n]) for n in weights[0])
+
+
 def test_head_inputs_are_the_projections():
     x, _ = separable(50)
     basis = fit_pca(x, 8)
