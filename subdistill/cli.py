@@ -21,6 +21,8 @@ COMMANDS = {
     "train": ("subdistill.train", "fine-tune a teacher or distil a student"),
     "features": ("subdistill.features", "extract and cache teacher_features"),
     "validate": ("subdistill.validate", "probe full / JL / PCA / learned features and write the validity report"),
+    "evaluate": ("subdistill.evaluate", "judge a student against the probe baselines and the distillation baselines"),
+    "export": ("subdistill.export", "export a student as a self-contained folder (safetensors, ONNX, TorchScript)"),
 }
 
 

@@ -61,6 +61,10 @@ class StudentConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     stage: str = "distill"  # distill | finetune
+    # subspace: ||s(x) - t||^2, the method. Baselines on the same student body x -> R^K:
+    # ce (a K -> C head, labels only), kd (that head on the teacher's logits, Hinton KD),
+    # fitnets (a K -> D regressor onto the full teacher_features, dropped after training)
+    objective: str = "subspace"
     epochs: int = 10
     max_steps: int = 0  # stop after this many optimizer steps, 0 for epochs only
     batch_size: int = 128
@@ -127,6 +131,14 @@ class FeaturesConfig:
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    """`subdistill export run=...`: a self-contained folder with the probe head merged."""
+
+    formats: list[str] = field(default_factory=lambda: ["safetensors", "onnx", "torchscript"])
+    output: str = ""  # the export folder; empty means <run>/export
+
+
+@dataclass(frozen=True)
 class Config:
     recipe: str = ""
     tiny: bool = False  # the recipe's tiny form: few examples, small models, a step or two
@@ -143,6 +155,7 @@ class Config:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

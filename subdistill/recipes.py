@@ -58,11 +58,13 @@ CHOICES = {
     "data.source": ("fashion_mnist", "cifar100", "imagenet100", "mnli", "wordnet_nouns", "fake_images", "fake_text"),
     "student.kind": ("timm", "hf_encoder", "teacher_layers", "fmnist_cnn", "text_cnn"),
     "train.stage": ("distill", "finetune"),
+    "train.objective": ("subspace", "ce", "kd", "fitnets"),
     "train.mixed_precision": ("no", "bf16", "fp16"),
     "train.targets": ("auto", "online", "cached"),
     "finetune.optimizer": ("adamw", "sgd"),
     "probe.optimizer": ("adamw", "sgd"),
     "features.dtype": ("float16", "float32"),
+    "export.formats": ("safetensors", "onnx", "torchscript"),
 }
 POSITIVE = {"projection.k", "probe.ks", "train.batch_size", "train.grad_accum", "finetune.batch_size", "probe.batch_size"}
 
@@ -183,7 +185,9 @@ def check_value(key: str, value: Any, hint: Any) -> Any:
 
 def check_choice(key: str, value: Any) -> None:
     """Enumerations and ranges that a type alone does not say."""
-    if key in CHOICES and value not in CHOICES[key]:
+    # A list-valued key (export.formats) checks each of its items.
+    items = value if isinstance(value, list) else [value]
+    if key in CHOICES and any(item not in CHOICES[key] for item in items):
         raise UserError(f"{key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise UserError(f"{key} must be a finite number, got {value!r}")

@@ -5,6 +5,9 @@
 
 Every process draws the same R from projection.seed; its SHA-256 is compared across
 processes before the first step and written to the summary.
+
+train.objective=ce | kd | fitnets trains the same student body with a baseline loss
+instead (baselines.py); the validity gate and R belong to the subspace objective only.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from torch import Tensor, nn
 from subdistill.config import Config
 from subdistill.errors import UserError
 from subdistill.projection import JLProjection
-from subdistill.training import losses
+from subdistill.training import baselines, losses
 from subdistill.training.heads import find_probe_head, require_probe_head
 from subdistill.training.students import build_student, make_spec, save_student
 from subdistill.training.targets import CachedTargets, OnlineTargets, choose_mode, read_cached_features
@@ -41,26 +44,44 @@ class DistillTask:
         from subdistill.store import effective_teacher
         from subdistill.teachers import load_teacher
 
-        check_gate(config)
         self.config, self.accelerator = config, accelerator
+        self.objective = config.train.objective
+        baselines.check_objective(config)
+        if self.objective == "subspace":
+            check_gate(config)  # the gate judges JL-K targets; a baseline has none
         self.mode = choose_mode(config)
-        self.teacher_cfg = effective_teacher(config)
+        self.teacher_cfg = baselines.input_teacher(config) if self.mode == "none" else effective_teacher(config)
 
-        # Online targets need the frozen teacher; cached ones do not load it at all.
+        # Online targets need the frozen teacher; cached ones (and ce) do not load it at all.
         teacher = load_teacher(self.teacher_cfg) if self.mode == "online" else None
-        if config.train.kd_weight > 0 and not teacher.has_head:
-            raise UserError("train.kd_weight > 0 needs a teacher with a head (teacher.num_classes > 0)")
+        wants_logits = config.train.kd_weight > 0 or self.objective == "kd"
+        if wants_logits and not teacher.has_head:
+            what = "train.objective=kd" if self.objective == "kd" else "train.kd_weight > 0"
+            raise UserError(f"{what} needs a teacher with a head (teacher.num_classes > 0)")
         stats = self._datasets(teacher)
         width = self._targets(teacher)
         self._student(teacher, stats)
-        self.probe_head = find_probe_head(config)
-        require_probe_head(config, self.probe_head)
-        if self.probe_head is not None:
-            self.probe_head = self.probe_head.to(accelerator.device)
+        parameters = sum(p.numel() for p in self.model.parameters())
+        self.probe_head = None
+        if self.objective == "subspace":
+            self.probe_head = find_probe_head(config)
+            require_probe_head(config, self.probe_head)
+            if self.probe_head is not None:
+                self.probe_head = self.probe_head.to(accelerator.device)
+            same = f"same on {accelerator.num_processes} process(es)"
+            detail = f"D={width}, projection sha256 {self.projection_sha256[:16]}... ({same})"
+        else:
+            from subdistill.data import num_classes
+
+            classes, k = num_classes(config.data), config.projection.k
+            self.model = baselines.wrap(self.objective, self.model, k, classes, width)
+            extra = self.model.extra
+            layer = "regressor" if self.objective == "fitnets" else "head"
+            size = sum(p.numel() for p in extra.parameters())
+            detail = f"baseline {self.objective} through a {layer} K -> {extra.out_features} ({size:,} parameters)"
         log(
-            f"distill: targets {self.mode}, K={config.projection.k}, D={width}, projection sha256 "
-            f"{self.projection_sha256[:16]}... (same on {accelerator.num_processes} process(es)), student "
-            f"{config.student.kind} with {sum(p.numel() for p in self.model.parameters()):,} parameters"
+            f"distill: targets {self.mode}, K={config.projection.k}, {detail}, student "
+            f"{config.student.kind} with {parameters:,} parameters"
         )
 
     def _datasets(self, teacher: Optional[nn.Module]) -> Optional[dict]:
@@ -69,18 +90,25 @@ class DistillTask:
         from subdistill.pipeline import input_pipeline
 
         stats, self.collate = input_pipeline(self.config, self.teacher_cfg, teacher)
-        augmented = self.mode == "online"
+        augmented = self.mode != "cached"  # build_dataset augments only when data.augment is on
         self.train_set = build_dataset(self.config.data, "train", train_transform=augmented, stats=stats)
         self.test_set = build_dataset(self.config.data, "test", train_transform=False, stats=stats)
         return stats
 
-    def _targets(self, teacher: Optional[nn.Module]) -> int:
-        """The projection (checked equal on every process) and the target source; returns D."""
+    def _targets(self, teacher: Optional[nn.Module]) -> Optional[int]:
+        """The projection (subspace only; checked equal on every process) and the target source; returns D.
+
+        fitnets regresses onto h itself and kd reads the teacher's logits: no projection; ce has no targets.
+        """
         config = self.config
+        self.projection, self.projection_sha256, self.targets = None, None, None
+        if self.mode == "none":
+            return None
         cached = read_cached_features(config, self.accelerator) if teacher is None else None
         width = teacher.feature_dim if teacher is not None else int(cached["train"][0].shape[1])  # D
-        self.projection = JLProjection(config.projection.k, width, config.projection.seed)
-        self.projection_sha256 = self._same_on_every_process(self.projection.sha256)
+        if self.objective == "subspace":
+            self.projection = JLProjection(config.projection.k, width, config.projection.seed)
+            self.projection_sha256 = self._same_on_every_process(self.projection.sha256)
         if teacher is not None:
             self.targets = OnlineTargets(teacher, self.projection, self.accelerator)
         else:
@@ -111,6 +139,9 @@ class DistillTask:
 
     def loss(self, model: nn.Module, inputs: Any, labels: Tensor, indices: Tensor) -> tuple[Tensor, dict]:
         cfg = self.config.train
+        if self.objective != "subspace":
+            teacher_out = self._teacher_out(inputs, indices, "train")
+            return baselines.loss(self.objective, model, inputs, labels, teacher_out, cfg)
         teacher_logits = None
         if cfg.kd_weight > 0:
             targets, teacher_logits = self.targets.with_logits(inputs)  # (B, K), (B, C)
@@ -131,7 +162,19 @@ class DistillTask:
             total = total + cfg.kd_weight * parts["kd"]
         return total, parts
 
+    def _teacher_out(self, inputs: Any, indices: Tensor, split: str) -> Optional[Tensor]:
+        """What a baseline learns from: the teacher's logits (kd, (B, C)), its features (fitnets, (B, D)), or none."""
+        if self.objective == "kd":
+            return self.targets.with_logits(inputs)[1]
+        if self.objective == "fitnets":
+            return self.targets(inputs, indices, split)
+        return None
+
     def score(self, model: nn.Module, inputs: Any, labels: Tensor, indices: Tensor) -> dict[str, Tensor]:
+        if self.objective != "subspace":
+            # Held-out scores need no teacher logits: the head is judged on the labels.
+            features = self._teacher_out(inputs, indices, "test") if self.objective == "fitnets" else None
+            return baselines.score(self.objective, model, inputs, labels, features)
         student_out = model(inputs).float()  # (B, K)
         targets = self.targets(inputs, indices, "test")  # (B, K)
         values = {
@@ -146,16 +189,27 @@ class DistillTask:
     # outputs -------------------------------------------------------------------------------------
 
     def finish(self, accelerator: Accelerator, model: nn.Module, run_dir: Path) -> dict:
+        baseline = isinstance(model, baselines.BaselineStudent)
+        body = model.body if baseline else model
         if accelerator.is_main_process:
-            save_student(model, self.spec, run_dir)
-            self.projection.save(run_dir / PROJECTION_FILE)
-        return {
+            save_student(body, self.spec, run_dir)
+            if self.projection is not None:
+                self.projection.save(run_dir / PROJECTION_FILE)
+            if baseline:
+                baselines.save_extra(model, run_dir)
+        outputs = {
+            "objective": self.objective,
             "targets": self.mode,
-            "projection_sha256": self.projection_sha256,
-            "projection_sha256_per_process": self.sha256_per_process,
             "student": str(run_dir / "student.safetensors"),
-            "student_parameters": sum(p.numel() for p in model.parameters()),
+            "student_parameters": sum(p.numel() for p in body.parameters()),
         }
+        if self.projection is not None:
+            outputs["projection_sha256"] = self.projection_sha256
+            outputs["projection_sha256_per_process"] = self.sha256_per_process
+        if baseline:
+            name = baselines.extra_file(self.objective)
+            outputs[name.split(".")[0]] = str(run_dir / name)  # "head" or "regressor"
+        return outputs
 
 
 def teacher_of(task: DistillTask) -> Optional[nn.Module]:

@@ -3,6 +3,7 @@
   subspace_loss   mean over the batch of ||s(x) - t||^2 (sum over K): the method's loss
   probe_ce        cross-entropy of the labels through the teacher's JL probe head on s(x)
   hinton_kd       KL(softmax(teacher / T) || softmax(student / T)) * T^2 (Hinton et al., 2015)
+  feature_mse     FitNets: mean squared error of a regressed (B, D) prediction to teacher_features
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ def hinton_kd(student_logits: Tensor, teacher_logits: Tensor, temperature: float
     log_student = F.log_softmax(student_logits.float() / temperature, dim=1)
     log_teacher = F.log_softmax(teacher_logits.float() / temperature, dim=1)
     return F.kl_div(log_student, log_teacher, log_target=True, reduction="batchmean") * temperature**2
+
+
+def feature_mse(prediction: Tensor, teacher_features: Tensor) -> Tensor:
+    """(B, D) each -> scalar: the mean over batch and D, as torch's MSELoss takes it."""
+    if prediction.shape != teacher_features.shape:
+        shapes = f"{tuple(prediction.shape)}, teacher_features are {tuple(teacher_features.shape)}"
+        raise RuntimeError(f"regressor gives {shapes}")
+    return F.mse_loss(prediction.float(), teacher_features.float())
 
 
 def cosine(student_out: Tensor, targets: Tensor) -> Tensor:

@@ -248,13 +248,42 @@ def load_student(folder: Path) -> tuple[nn.Module, StudentSpec]:
     folder = Path(folder)
     if not (folder / SPEC_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise UserError(f"{folder} holds no student ({SPEC_FILE} and {WEIGHTS_FILE})")
-    spec = StudentSpec(**json.loads((folder / SPEC_FILE).read_text()))
+    spec = read_spec(folder / SPEC_FILE)
     model = build_student(spec)
-    state = load_file(str(folder / WEIGHTS_FILE))
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise UserError(
-            f"{folder / WEIGHTS_FILE} does not match its spec: missing {result.missing_keys[:4]}, "
-            f"unexpected {result.unexpected_keys[:4]}"
-        )
+    try:
+        state = load_file(str(folder / WEIGHTS_FILE))
+    except Exception as err:  # safetensors raises its own types for damaged or cut-short files
+        raise UserError(f"cannot read {folder / WEIGHTS_FILE}: {err}") from None
+
+    load_exactly(model, state, f"{folder / WEIGHTS_FILE} (for the student {SPEC_FILE} describes)")
     return model.eval(), spec
+
+
+def load_exactly(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Load every key of ``state`` into ``model`` or raise a UserError naming what does not fit.
+
+    Missing, unexpected and mis-shaped keys are all refused: nothing is ever loaded partially.
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mis_shaped = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    problems = [
+        f"{what} {names[:4]}" + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        for what, names in (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped", mis_shaped))
+        if names
+    ]
+    if problems:
+        raise UserError(f"{source} does not fit the model: {'; '.join(problems)}")
+    model.load_state_dict(state, strict=True)
+
+
+def read_spec(path: Path) -> StudentSpec:
+    """A student.json back as a StudentSpec, or a UserError saying why it is not one."""
+    try:
+        tree = json.loads(Path(path).read_text())
+        spec = StudentSpec(**tree)
+        StudentConfig(**spec.student)
+    except (OSError, ValueError, TypeError) as err:
+        raise UserError(f"{path} is not a student spec: {err}") from None
+    return spec
