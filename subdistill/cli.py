@@ -26,6 +26,13 @@ COMMANDS = {
 }
 
 
+# Commands that act on a finished run take run= instead of a recipe.
+RUN_ARGUMENTS = {
+    "evaluate": "run=NAME_OR_PATH [baselines=[run,...]] [output_root=DIR] [repeats=N] [threads=N]",
+    "export": "run=NAME_OR_PATH [export.formats=[safetensors,onnx,torchscript]] [export.output=DIR] [output_root=DIR]",
+}
+
+
 def usage() -> str:
     lines = ["usage: subdistill COMMAND recipe=NAME [key=value ...]", "", "commands:"]
     lines += [f"  {name:10s} {help_}" for name, (_, help_) in COMMANDS.items()]
@@ -53,8 +60,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     command, rest = argv[0], argv[1:]
     if any(arg in ("-h", "--help") for arg in rest):
-        print(f"usage: subdistill {command} recipe=NAME [key=value ...]\n\n{COMMANDS.get(command, ('', ''))[1]}")
-        print("recipes: " + ", ".join(available_recipes()) + "\nkeys: subdistill config recipe=NAME prints them all")
+        arguments = RUN_ARGUMENTS.get(command, "recipe=NAME [key=value ...]")
+        print(f"usage: subdistill {command} {arguments}\n\n{COMMANDS.get(command, ('', ''))[1]}")
+        if command not in RUN_ARGUMENTS:
+            print("recipes: " + ", ".join(available_recipes()) + "\nkeys: subdistill config recipe=NAME prints them all")
         return
     if command not in COMMANDS:
         print(f"subdistill: error: unknown command {command!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
