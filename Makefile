@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 setup: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(BIN)/subdistill demo recipe=fmnist_k32
+	$(BIN)/subdistill demo
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q

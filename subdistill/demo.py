@@ -1,36 +1,111 @@
-"""``subdistill demo``: the main job on the embedded default recipe (fmnist_k32).
+"""``subdistill demo`` (``make demo``): the whole flow on the embedded default recipe.
 
-For now it walks the first arrow of the flow on real Fashion-MNIST images: build
-the recipe's teacher and projection and show the targets for one batch.
+  fine-tune the teacher -> validate the targets -> distil the subspace student
+  -> the same student as cross-entropy, Hinton KD and FitNets baselines
+  -> evaluate all of them side by side -> export the subspace student
+
+Training steps run as the real command (``python subdistill/train.py ...``) in a
+subprocess, exactly as a user would; every step is skipped when its output is
+already there, so a second demo reuses the teacher, features, validation and students.
 """
 
 from __future__ import annotations
 
-import torch
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-from subdistill import data
-from subdistill.projection import JLProjection
+from subdistill.config import Config
+from subdistill.errors import UserError
 from subdistill.recipes import resolve
-from subdistill.teachers import load_teacher
 
-DEFAULT_RECIPE = "fmnist_k32"
+DEFAULT_RECIPE = "fmnist_demo"
+BASELINES = ("ce", "kd", "fitnets")
+TRAIN_SCRIPT = Path(__file__).resolve().parent / "train.py"
+
+
+def banner(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+def train(argv: list[str], extra: list[str]) -> None:
+    """One launch of the real training command; its output streams through."""
+    command = [sys.executable, str(TRAIN_SCRIPT), *argv, *extra]
+    print("$ " + " ".join(command[1:]), flush=True)
+    if subprocess.run(command).returncode != 0:
+        raise UserError(f"training step failed: {' '.join(extra)} (its output is above)")
+
+
+def finished(run_dir: Path) -> bool:
+    return (run_dir / "student.safetensors").is_file() and (run_dir / "summary.json").is_file()
+
+
+def validate_step(config: Config) -> Config:
+    """Validate unless a record for this teacher, data and K exists; returns the config to distil with."""
+    from subdistill import gate
+    from subdistill.validate import run_validation
+
+    record = gate.record_path(config, gate.record_key(config, config.projection.k))
+    if record.is_file():
+        print(f"validation of K={config.projection.k} found: {record}")
+    else:
+        run_dir, _ = run_validation(dataclasses.replace(config, run=f"{config.run}-validate"))
+        print(f"report: {run_dir / 'report.md'}")
+    try:
+        gate.check_gate(config)
+        return config
+    except UserError as verdict:
+        # The gate is the point of validation: say plainly that it refused, then go on for the demo's sake.
+        print(f"gate: {verdict}")
+        print("demo: continuing with validate.required=false to show the rest of the flow")
+        return dataclasses.replace(config, validate=dataclasses.replace(config.validate, required=False))
 
 
 def main(argv: list[str]) -> None:
     if not any(arg.startswith("recipe=") for arg in argv):
         argv = [f"recipe={DEFAULT_RECIPE}", *argv]
+    # Each run gets its own name below, so the user's run= only sets the prefix.
+    prefix = next((arg.split("=", 1)[1] for arg in argv if arg.startswith("run=")), "")
+    argv = [arg for arg in argv if not arg.startswith("run=")]
     config = resolve(argv)
+    config = dataclasses.replace(config, run=prefix or f"{config.recipe}-demo")
+    root, name = Path(config.output_root), config.run
+    start = time.perf_counter()
 
-    teacher = load_teacher(config.teacher)
-    projection = JLProjection(config.projection.k, teacher.feature_dim, config.projection.seed)
-    print(f"teacher   {config.teacher.source}:{config.teacher.name}  D={teacher.feature_dim}")
-    print(f"projection K={projection.k} seed={projection.seed} sha256={projection.sha256[:16]}...")
+    banner("1/6 teacher fine-tuning")
+    if config.teacher.finetune:
+        train(argv, ["train.stage=finetune"])
 
-    # One batch of real test images, through the same eval transform the cache will use.
-    dataset = data.build_dataset(config.data, "test", train_transform=False)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=8)
-    images, labels = next(iter(loader))
-    teacher_features = teacher(images)  # (B, D)
-    targets = projection(teacher_features)  # (B, K)
-    print(f"images {tuple(images.shape)} -> teacher_features {tuple(teacher_features.shape)} -> targets {tuple(targets.shape)}")
-    print(f"labels {labels.tolist()}")
+    banner("2/6 teacher_features and validation of the targets")
+    config = validate_step(config)
+    gate_off = [] if config.validate.required else ["validate.required=false"]
+
+    banner("3/6 subspace student")
+    if not finished(root / name):
+        train(argv, [f"run={name}", *gate_off])
+    banner("4/6 baselines: " + ", ".join(BASELINES))
+    for objective in BASELINES:
+        if not finished(root / f"{name}-{objective}"):
+            train(argv, [f"run={name}-{objective}", f"train.objective={objective}"])
+
+    banner("5/6 evaluation")
+    from subdistill.evaluate import evaluate_run
+    from subdistill.evaluation.table import markdown
+
+    evaluation = evaluate_run(root / name, [root / f"{name}-{o}" for o in BASELINES], repeats=5, threads=1)
+    print(markdown(evaluation))
+
+    banner("6/6 export")
+    from subdistill.export import export_run, summary
+
+    folder, report = export_run(root / name, {"formats": ["safetensors", "onnx"]})
+    print(summary(folder, report))
+    print(f"\ndemo finished in {time.perf_counter() - start:.0f} s; everything is under {root}/")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main(sys.argv[1:])
