@@ -186,6 +186,7 @@ def write_folder(run: FinishedRun, folder: Path, formats: list[str]) -> dict:
     if "torchscript" in formats:
         report["torchscript"] = export_torchscript(reloaded, folder, examples)
     report["size"] = size_report(folder, reloaded, run.config)
+    report["files"] = sorted({entry.name for entry in folder.iterdir()} | {REPORT_FILE})
     (folder / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     return report
 
@@ -196,8 +197,38 @@ def check_destination(final: Path) -> None:
         return
     if not final.is_dir():
         raise UserError(f"export destination {final} is a file; pick another export.output")
-    if any(final.iterdir()) and not (final / CONFIG_FILE).is_file():
-        raise UserError(f"export destination {final} holds other files, not an export; pick another export.output")
+    present = {entry.name for entry in final.iterdir()}
+    if not present:
+        return
+    # Only what an earlier export wrote (and listed in its report) may be replaced.
+    try:
+        written = set(json.loads((final / REPORT_FILE).read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        written = set()
+    if not written or not present <= written:
+        others = sorted(present - written)[:3]
+        raise UserError(
+            f"export destination {final} holds files no export of subdistill wrote ({', '.join(others)}); "
+            "pick another export.output or move them"
+        )
+
+
+def remove_stale_staging(final: Path) -> None:
+    """Folders left by exports that were killed: their process is gone, so nobody will finish them."""
+    for leftover in final.parent.glob(f".{final.name}.partial-*"):
+        pid = leftover.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def publish(staging: Path, final: Path) -> None:
@@ -222,10 +253,14 @@ def export_run(run_dir: Path, overrides: Optional[dict[str, Any]] = None) -> tup
     formats = list(dict.fromkeys(["safetensors", *export.formats]))  # model.safetensors is always written
     final = Path(export.output).expanduser() if export.output else run.folder / EXPORT_DIR
     check_destination(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.with_name(f".{final.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(final)
+        staging = final.with_name(f".{final.name}.partial-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    except OSError as err:
+        raise UserError(f"cannot write an export at {final}: {err.strerror or err}") from None
     try:
         report = write_folder(run, staging, formats)
         report["folder"] = str(final)

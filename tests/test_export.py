@@ -133,8 +133,29 @@ def test_failed_exports_and_tampered_folders_leave_what_exists_whole(runs, expor
     run_inline(tiny_args(tmp_path, "run=paused", "train.stop_at=1"))
     refused(tmp_path / "paused", "holds no finished student")
     refused(runs["fitnets"], "has no classification head to merge")
-    with pytest.raises(UserError, match="holds other files, not an export"):
+    with pytest.raises(UserError, match="holds files no export of subdistill wrote"):
         export.export_run(runs["ce"], {"output": str(tmp_path)})
+
+    # A folder that merely has a config.json (a Hugging Face model, say) is not an earlier export.
+    foreign = tmp_path / "hf_model"
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"model_type": "bert"}')
+    (foreign / "precious.txt").write_text("keep me")
+    with pytest.raises(UserError, match="precious.txt"):
+        export.export_run(runs["ce"], {"output": str(foreign)})
+    assert (foreign / "precious.txt").read_text() == "keep me"
+
+    # A student spec of an unknown kind, and weights swapped in from another run.
+    unknown = tmp_path / "unknown"
+    shutil.copytree(runs["ce"], unknown)
+    spec = json.loads((unknown / "student.json").read_text())
+    spec["student"]["kind"] = "bogus"
+    (unknown / "student.json").write_text(json.dumps(spec))
+    refused(unknown, "kind 'bogus'")
+    swapped = tmp_path / "swapped"
+    shutil.copytree(runs["subspace"], swapped, ignore=shutil.ignore_patterns("export"))
+    shutil.copy(runs["ce"] / "student.safetensors", swapped / "student.safetensors")
+    refused(swapped, "is not the file student.json was written with")
 
     # Loading checks the files against config.json, then every key.
     with pytest.raises(UserError, match="export it first"):

@@ -30,6 +30,7 @@ from torch import nn
 
 from subdistill.config import StudentConfig
 from subdistill.errors import UserError
+from subdistill.teachers.weights import sha256_file
 
 KINDS = ("fmnist_cnn", "timm", "hf_encoder", "teacher_layers", "text_cnn")
 TEXT_KINDS = ("hf_encoder", "teacher_layers", "text_cnn")
@@ -209,8 +210,28 @@ def _copy_teacher_layers(student_encoder: nn.Module, teacher_backbone: nn.Module
     student_encoder.load_state_dict({key: teacher_state[key].detach().clone() for key in student_state})
 
 
+def check_spec(spec: StudentSpec) -> None:
+    """The facts each kind of student needs, so a damaged student.json is a message, not a traceback."""
+    kinds = ("fmnist_cnn", "timm", "text_cnn", "hf_encoder", "teacher_layers")
+    if not isinstance(spec.student, dict) or spec.student.get("kind") not in kinds:
+        raise UserError(f"student spec names kind {spec.student.get('kind')!r}; expected one of {', '.join(kinds)}")
+    if not isinstance(spec.k, int) or spec.k < 1:
+        raise UserError(f"student spec has K={spec.k!r}; K must be a positive integer")
+    needs = {
+        "fmnist_cnn": spec.in_chans >= 1,
+        "timm": bool(spec.student.get("name")),
+        "text_cnn": spec.vocab_size >= 1,
+        "hf_encoder": isinstance(spec.encoder_config, dict),
+        "teacher_layers": isinstance(spec.encoder_config, dict),
+    }
+    if not needs[spec.kind]:
+        raise UserError(f"student spec of kind {spec.kind} lacks what that kind is built from (in_chans, name, "
+                        "vocab_size or encoder_config)")
+
+
 def build_student(spec: StudentSpec, teacher_backbone: Optional[nn.Module] = None) -> nn.Module:
     """The student for ``spec``; teacher_layers copies the teacher's weights when it is given."""
+    check_spec(spec)
     cfg = StudentConfig(**spec.student)
     if spec.kind == "fmnist_cnn":
         return FashionCNN(spec.k, spec.in_chans, cfg.width)
@@ -239,7 +260,9 @@ def save_student(model: nn.Module, spec: StudentSpec, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / WEIGHTS_FILE
     save_file(plain_state_dict(model), str(path), metadata={"kind": spec.kind, "k": str(spec.k)})
-    (folder / SPEC_FILE).write_text(json.dumps(dataclasses.asdict(spec), indent=2, default=str))
+    # The spec records its weights' hash, so weights swapped in from another run are refused.
+    tree = {**dataclasses.asdict(spec), "weights_sha256": sha256_file(path)}
+    (folder / SPEC_FILE).write_text(json.dumps(tree, indent=2, default=str))
     return path
 
 
@@ -249,6 +272,9 @@ def load_student(folder: Path) -> tuple[nn.Module, StudentSpec]:
     if not (folder / SPEC_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise UserError(f"{folder} holds no student ({SPEC_FILE} and {WEIGHTS_FILE})")
     spec = read_spec(folder / SPEC_FILE)
+    recorded = json.loads((folder / SPEC_FILE).read_text()).get("weights_sha256")
+    if recorded is not None and recorded != sha256_file(folder / WEIGHTS_FILE):
+        raise UserError(f"{folder / WEIGHTS_FILE} is not the file {SPEC_FILE} was written with (SHA-256 differs)")
     model = build_student(spec)
     try:
         state = load_file(str(folder / WEIGHTS_FILE))
@@ -282,6 +308,7 @@ def read_spec(path: Path) -> StudentSpec:
     """A student.json back as a StudentSpec, or a UserError saying why it is not one."""
     try:
         tree = json.loads(Path(path).read_text())
+        tree.pop("weights_sha256", None)
         spec = StudentSpec(**tree)
         StudentConfig(**spec.student)
     except (OSError, ValueError, TypeError) as err:
