@@ -22,7 +22,6 @@ The folder:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from subdistill.errors import UserError
+from subdistill.hashing import sha256_file
 
 FORMAT = 1
 MODEL_FILE = "model.safetensors"
@@ -184,14 +184,6 @@ def check_projection(config: dict, where: Path) -> None:
             f"{where}: the projection fingerprint {str(recorded)[:12]}... is not the R drawn with K={k}, D={d}, "
             f"seed={seed} (or K differs from the student's K={config['k']}); the folder was edited"
         )
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_student(path: str | Path) -> ExportedStudent:

@@ -15,7 +15,8 @@ from subdistill.teachers.checkpoint import WEIGHTS_FILE, load_checkpoint_backbon
 from subdistill.teachers.hf_source import PACKAGE_PREFIX, build_hf_backbone, load_tokenizer, resolve_location
 from subdistill.teachers.timm_source import build_timm_backbone
 from subdistill.teachers.torchvision_source import build_torchvision_backbone
-from subdistill.teachers.weights import INIT_SEED, sha256_file
+from subdistill.hashing import sha256_file
+from subdistill.teachers.weights import INIT_SEED
 
 BUILDERS = {
     "timm": build_timm_backbone,

@@ -26,7 +26,8 @@ from subdistill.teachers.backbone import Backbone
 from subdistill.teachers.hf_source import build_hf_backbone, load_tokenizer, resolve_location
 from subdistill.teachers.timm_source import build_timm_backbone
 from subdistill.teachers.torchvision_source import build_torchvision_backbone
-from subdistill.teachers.weights import load_strict, sha256_file
+from subdistill.hashing import sha256_file
+from subdistill.teachers.weights import load_strict
 
 log = logging.getLogger(__name__)
 

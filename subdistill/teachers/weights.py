@@ -7,10 +7,8 @@ other files go through ``torch.load(weights_only=True)``, which refuses code.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 from collections.abc import Iterator, Mapping
-from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -93,21 +91,6 @@ def drop_prefixes(state: dict[str, torch.Tensor], prefixes: tuple[str, ...], sou
     if dropped:
         log.info("%s: ignoring %s (teacher.num_classes=0)", source, _names(dropped))
     return {k: v for k, v in state.items() if k not in dropped}
-
-
-@lru_cache(maxsize=64)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes, remembered while the file is unchanged."""
-    stat = Path(path).stat()
-    return _sha256_cached(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 def replace_module(root: nn.Module, target: nn.Module, replacement: nn.Module) -> str:

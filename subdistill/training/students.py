@@ -30,7 +30,7 @@ from torch import nn
 
 from subdistill.config import StudentConfig
 from subdistill.errors import UserError
-from subdistill.teachers.weights import sha256_file
+from subdistill.hashing import sha256_file
 
 KINDS = ("fmnist_cnn", "timm", "hf_encoder", "teacher_layers", "text_cnn")
 TEXT_KINDS = ("hf_encoder", "teacher_layers", "text_cnn")
