@@ -68,7 +68,9 @@ def main() -> None:
         "bare_examples_per_s": round(n / bare_s, 1),
         "pipeline_over_bare_time": round(pipeline_s / bare_s, 3),
         "max_abs_difference_float16": float((teacher_features - bare.half().float()).abs().max()),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {args.threads} torch threads, torch {torch.__version__}",
+        "machine": (
+            f"{platform.machine()}, {os.cpu_count()} CPUs, {args.threads} torch threads, torch {torch.__version__}"
+        ),
         "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},
     }))
 

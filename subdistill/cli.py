@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
         arguments = RUN_ARGUMENTS.get(command, "recipe=NAME [key=value ...]")
         print(f"usage: subdistill {command} {arguments}\n\n{COMMANDS.get(command, ('', ''))[1]}")
         if command not in RUN_ARGUMENTS:
-            print("recipes: " + ", ".join(available_recipes()) + "\nkeys: subdistill config recipe=NAME prints them all")
+            print("recipes: " + ", ".join(available_recipes()))
+            print("keys: subdistill config recipe=NAME prints them all")
         return
     if command not in COMMANDS:
         print(f"subdistill: error: unknown command {command!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)

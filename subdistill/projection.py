@@ -103,10 +103,14 @@ class JLProjection(nn.Module):
         except ValueError:
             raise UserError(f"projection file {path} has non-integer k, d or seed in its metadata") from None
         if tuple(matrix.shape) != (k, d) or matrix.dtype != torch.float32:
-            raise UserError(f"projection file {path} holds {matrix.dtype} {tuple(matrix.shape)}, metadata says float32 ({k}, {d})")
+            raise UserError(
+                f"projection file {path} holds {matrix.dtype} {tuple(matrix.shape)}, metadata says float32 ({k}, {d})"
+            )
         actual = fingerprint(matrix)
         if actual != metadata["sha256"]:
-            raise UserError(f"projection file {path} is damaged: SHA-256 {actual[:12]}... != recorded {metadata['sha256'][:12]}...")
+            raise UserError(
+                f"projection file {path} is damaged: SHA-256 {actual[:12]}... != recorded {metadata['sha256'][:12]}..."
+            )
         # The recorded seed must redraw the very same R, or the file lies about where R came from.
         projection = cls(k, d, seed)
         if projection.sha256 != actual:

@@ -66,7 +66,14 @@ CHOICES = {
     "features.dtype": ("float16", "float32"),
     "export.formats": ("safetensors", "onnx", "torchscript"),
 }
-POSITIVE = {"projection.k", "probe.ks", "train.batch_size", "train.grad_accum", "finetune.batch_size", "probe.batch_size"}
+POSITIVE = {
+    "projection.k",
+    "probe.ks",
+    "train.batch_size",
+    "train.grad_accum",
+    "finetune.batch_size",
+    "probe.batch_size",
+}
 
 
 def available_recipes(recipe_dir: Path = RECIPE_DIR) -> list[str]:
@@ -91,7 +98,8 @@ def parse_value(text: str) -> Any:
             return yaml.safe_load(text)
         except yaml.YAMLError as err:
             first_line = str(err).splitlines()[0]
-            raise UserError(f"cannot parse {text!r} as a list or mapping ({first_line}); quote the whole key=value") from None
+            message = f"cannot parse {text!r} as a list or mapping ({first_line}); quote the whole key=value"
+            raise UserError(message) from None
     return text
 
 
