@@ -147,12 +147,6 @@ def _resume_point(shard_dir: Path, fingerprint: str) -> tuple[int, list[Path]]:
     return covered, chain
 
 
-def _to_device(inputs: Any, device: torch.device) -> Any:
-    if isinstance(inputs, dict):
-        return {key: value.to(device) for key, value in inputs.items()}
-    return inputs.to(device)
-
-
 def extract(
     config: Config,
     split: str,
@@ -164,7 +158,7 @@ def extract(
 ) -> tuple[Tensor, Tensor]:
     """Run the frozen teacher over a split in order, shard by shard, then assemble the cache file."""
     from subdistill.data import build_dataset
-    from subdistill.pipeline import input_pipeline
+    from subdistill.pipeline import input_pipeline, to_device
     from subdistill.teachers import load_teacher
 
     fingerprint = fingerprint_of(identity)
@@ -204,7 +198,7 @@ def extract(
         pending_labels.clear()
 
     for inputs, labels in loader:
-        teacher_features = teacher(_to_device(inputs, device)).to("cpu", dtype)  # (B, D)
+        teacher_features = teacher(to_device(inputs, device)).to("cpu", dtype)  # (B, D)
         if not torch.isfinite(teacher_features).all():
             hint = "; store them as float32 with features.dtype=float32" if dtype == torch.float16 else ""
             raise UserError(f"teacher_features of {split} example {start} are not finite{hint}")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Optional
 
+import torch
+
 from subdistill.config import Config, TeacherConfig
 from subdistill.data import modality, native_stats, text_collate
 
@@ -53,3 +55,10 @@ def _architecture_only(teacher_cfg: TeacherConfig) -> Any:
     if teacher_cfg.source == "checkpoint":
         return build_backbone(teacher_cfg)
     return build_backbone(dataclasses.replace(teacher_cfg, pretrained=False, weights=None))
+
+
+def to_device(inputs: Any, device: torch.device) -> Any:
+    """A batch's inputs on ``device``: an image tensor, or the tokenizer's dict of tensors."""
+    if isinstance(inputs, dict):
+        return {name: value.to(device) for name, value in inputs.items()}
+    return inputs.to(device)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from subdistill.evaluation.embed import to_device
+from subdistill.pipeline import to_device
 
 LATENCY_BATCH = 1
 THROUGHPUT_BATCH = 64

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from subdistill.config import Config
+from subdistill.pipeline import to_device
 
 
 @dataclass
@@ -34,12 +35,6 @@ def eval_data(config: Config, splits: tuple[str, ...] = ("train", "test")) -> Ev
     stats, collate = input_pipeline(config, input_teacher(config))
     datasets = {split: build_dataset(config.data, split, train_transform=False, stats=stats) for split in splits}
     return EvalData(datasets, collate or default_collate, stats, getattr(collate, "tokenizer", None))
-
-
-def to_device(inputs: Any, device: torch.device) -> Any:
-    if isinstance(inputs, dict):
-        return {name: value.to(device) for name, value in inputs.items()}
-    return inputs.to(device)
 
 
 @torch.inference_mode()
