@@ -292,5 +292,4 @@ def config_from_yaml(text: str) -> Config:
     """Read back a config written next to a run (extra top-level keys are dropped)."""
     tree = yaml.safe_load(text)
     known = set(valid_keys()) | set(_sections())
-    flat = {k: v for k, v in flatten({k: v for k, v in tree.items() if k in known}).items()}
-    return build_config(flat)
+    return build_config(flatten({k: v for k, v in tree.items() if k in known}))
