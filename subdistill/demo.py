@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 from subdistill.config import Config
 from subdistill.errors import UserError
@@ -25,6 +26,7 @@ from subdistill.recipes import resolve
 DEFAULT_RECIPE = "fmnist_demo"
 BASELINES = ("ce", "kd", "fitnets")
 TRAIN_SCRIPT = Path(__file__).resolve().parent / "train.py"
+SUMMARY_FILE = "demo_summary.md"
 
 
 def banner(text: str) -> None:
@@ -62,6 +64,43 @@ def validate_step(config: Config) -> Config:
         print(f"gate: {verdict}")
         print("demo: continuing with validate.required=false to show the rest of the flow")
         return dataclasses.replace(config, validate=dataclasses.replace(config.validate, required=False))
+
+
+def summary_table(evaluation: dict, export_folder: Path, export_report: dict, seconds: float) -> str:
+    """The demo's last word: every accuracy that matters with its model's size and latency, and the export."""
+    from subdistill.evaluation.table import human, pct
+
+    teacher, k = evaluation["teacher"], evaluation["k"]
+    rows: list[tuple[str, Optional[float], str, Optional[dict]]] = [
+        ("teacher", teacher.get("own_head_accuracy"), "its own head", teacher.get("cost")),
+        (f"teacher, full-width probe (D={teacher['D']})", (teacher["probes"].get("full") or {}).get("accuracy"),
+         "linear probe on h", None),
+        (f"teacher, JL-{k} probe", (teacher["probes"].get("jl") or {}).get("accuracy"), "linear probe on t", None),
+    ]
+    for student in evaluation["students"]:
+        if student["objective"] == "subspace":
+            rows.append(("student (subspace)", student["jl_head_accuracy"], f"teacher's JL-{k} head, unchanged",
+                         student["cost"]))
+            rows.append(("student (subspace)", student["fresh_probe"]["accuracy"], "fresh probe on s(x)", None))
+        elif student.get("own_head_accuracy") is not None:
+            rows.append((f"baseline {student['objective']}", student["own_head_accuracy"], "its own head",
+                         student["cost"]))
+        else:
+            rows.append((f"baseline {student['objective']}", student["fresh_probe"]["accuracy"],
+                         "fresh probe on s(x)", student["cost"]))
+    lines = [
+        f"demo summary: recipe {evaluation['recipe']}, K={k}, {evaluation['test_examples']} test examples",
+        "",
+        "| model | accuracy (%) | read through | parameters | latency b=1 (ms) |",
+        "|---|---|---|---|---|",
+    ]
+    for label, accuracy, how, cost in rows:
+        size = human(cost["parameters"]) if cost else ""
+        latency = f"{cost['latency_ms']:.2f}" if cost else ""
+        lines.append(f"| {label} | {pct(accuracy)} | {how} | {size} | {latency} |")
+    files = ", ".join(name for name in export_report.get("files", []) if not name.startswith("."))
+    lines += ["", f"exported student: {export_folder} ({files})", f"demo wall time: {seconds:.0f} s"]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str]) -> None:
@@ -103,7 +142,13 @@ def main(argv: list[str]) -> None:
 
     folder, report = export_run(root / name, {"formats": ["safetensors", "onnx"]})
     print(summary(folder, report))
-    print(f"\ndemo finished in {time.perf_counter() - start:.0f} s; everything is under {root}/")
+
+    seconds = time.perf_counter() - start
+    banner("summary")
+    text = summary_table(evaluation, folder, report, seconds)
+    (root / name / SUMMARY_FILE).write_text(text)
+    print(text, end="")
+    print(f"(also in {root / name / SUMMARY_FILE}; everything is under {root}/)")
 
 
 if __name__ == "__main__":

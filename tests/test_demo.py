@@ -29,6 +29,12 @@ def test_demo_runs_the_whole_flow_then_reuses_it(tmp_path):
         assert (tmp_path / f"fmnist_demo-demo-{objective}" / "student.safetensors").is_file()
     assert "| student `fmnist_demo-demo` (subspace)" in first
     assert "baseline `fmnist_demo-demo-kd` (kd)" in first
+    # It ends with the one summary table: every accuracy, sizes, latency and where the export lies.
+    tail = first[first.index("== summary"):]
+    for label in ("teacher, full-width probe (D=", "teacher, JL-32 probe", "student (subspace) |", "baseline ce |",
+                  "baseline kd |", "baseline fitnets |", f"exported student: {run_dir / 'export'}", "model.onnx"):
+        assert label in tail, label
+    assert (run_dir / "demo_summary.md").read_text() in tail
 
     # Second run: the teacher, the validation and the four students are found, not made again.
     states = sorted(p.name for p in (run_dir / "state").iterdir())
