@@ -162,6 +162,18 @@ def test_wordnet_split_independent_of_line_order(tmp_path):
     assert len(set(shuffled.labels)) > 15
 
 
+def test_data_root_expands_the_home_folder(tmp_path, monkeypatch):
+    lines = wordnet.SYSTEM_FILE.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+    body = [line for line in lines if not line.startswith("  ")][:3000]
+    (tmp_path / "wn").mkdir()
+    (tmp_path / "wn" / "data.noun").write_text("".join(body), encoding="utf-8")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(wordnet, "SYSTEM_FILE", tmp_path / "absent")  # only ~/wn can answer
+    train = build_dataset(DataConfig(source="wordnet_nouns", root="~/wn"), "train", False)
+    test = build_dataset(DataConfig(source="wordnet_nouns", root="~/wn"), "test", False)
+    assert len(train) + len(test) == 3000
+
+
 def test_wordnet_missing_file_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(wordnet, "SYSTEM_FILE", tmp_path / "absent")
     with pytest.raises(UserError, match="wordnet-base"):

@@ -19,6 +19,7 @@ import difflib
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 from torch.utils.data import Dataset
@@ -99,12 +100,13 @@ def build_dataset(cfg: DataConfig, split: str, train_transform: bool, stats: Opt
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}: choose train or test")
     limit = _limit(cfg, split)
+    root = str(Path(cfg.root).expanduser())  # data.root=~/data means the home folder, as in a shell
 
     if spec.modality == "text":
         if cfg.source == "mnli":
-            return mnli.load_mnli(cfg.root, split, limit)
+            return mnli.load_mnli(root, split, limit)
         if cfg.source == "wordnet_nouns":
-            return wordnet.load_wordnet_nouns(cfg.root, split, limit)
+            return wordnet.load_wordnet_nouns(root, split, limit)
         return fake.fake_text(split, limit)
 
     stats = _check_stats(stats) if stats is not None else native_stats(cfg)
@@ -112,7 +114,7 @@ def build_dataset(cfg: DataConfig, split: str, train_transform: bool, stats: Opt
 
     if cfg.source == "imagenet100":
         transform = image_transform(stats, 3, None, augment, cfg.image_size, cfg.cutout)
-        folder = imagenet100.load_imagenet100(cfg.root, split, transform)
+        folder = imagenet100.load_imagenet100(root, split, transform)
         folder.keep_first(keep_first(limit, len(folder)))
         return folder
 
@@ -124,7 +126,7 @@ def build_dataset(cfg: DataConfig, split: str, train_transform: bool, stats: Opt
         return fake.FakeImages(count, channels, side, seed=fake.SEEDS[split], transform=transform)
 
     loader = fashion_mnist.load_fashion_mnist if cfg.source == "fashion_mnist" else cifar.load_cifar100
-    images, labels = loader(cfg.root, split)
+    images, labels = loader(root, split)
     count = keep_first(limit, len(images))
     _, channels, height, width = images.shape
     transform = image_transform(stats, channels, (height, width), augment, cfg.image_size, cfg.cutout)
