@@ -63,6 +63,9 @@ def parse_arguments(argv: list[str]) -> dict[str, Any]:
         value = parse_value(given["baselines"])
         names = value if isinstance(value, list) else [] if value is None else [value]
         args["baselines"] = [str(name) for name in names]
+        repeated = sorted({name for name in args["baselines"] if args["baselines"].count(name) > 1})
+        if repeated:
+            raise UserError(f"baselines names {', '.join(repeated)} more than once; list each run once")
     for key, least in (("repeats", 1), ("threads", 0)):
         if key in given:
             value = parse_value(given[key])

@@ -165,6 +165,8 @@ def test_evaluate_refuses_what_it_cannot_judge(evaluated, tmp_path):
     root = runs["root"]
     with pytest.raises(UserError, match="did you mean repeats"):
         evaluate.main(["run=subspace", f"output_root={root}", "repeat=3"])
+    with pytest.raises(UserError, match="baselines names ce more than once"):
+        evaluate.main(["run=subspace", f"output_root={root}", "baselines=[ce,kd,ce]"])
     with pytest.raises(UserError, match="repeats must be a whole number"):
         evaluate.main(["run=subspace", f"output_root={root}", "repeats=0"])
     with pytest.raises(UserError, match=r"neither a run folder nor a run name \(runs under .*: ce, fitnets, kd"):
