@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import re
+import shlex
 import typing
 from pathlib import Path
 from typing import Any
@@ -279,6 +281,32 @@ def resolve(argv: list[str], recipe_dir: Path = RECIPE_DIR) -> Config:
     flat.update(overrides)
     flat["recipe"] = name
     return build_config(flat)
+
+
+def _as_argument(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))  # YAML reads JSON back
+    return str(value)
+
+
+def command_arguments(config: Config, recipe_dir: Path = RECIPE_DIR) -> str:
+    """The recipe=... key=value arguments that give ``config`` again (run and resume left out), shell-quoted.
+
+    A resume must be launched with the run's own settings; this is how a message spells them.
+    """
+    args = [f"recipe={config.recipe}"] + (["tiny=true"] if config.tiny else [])
+    try:
+        recipe = flatten(resolve(list(args), recipe_dir).to_dict())
+    except UserError:
+        recipe = {}  # the recipe file is gone: spell out nothing more than its name
+    for key, value in flatten(config.to_dict()).items():
+        if key not in ("recipe", "tiny", "run", "resume") and recipe and recipe.get(key) != value:
+            args.append(f"{key}={_as_argument(value)}")
+    return " ".join(shlex.quote(arg) for arg in args)
 
 
 def config_to_yaml(config: Config, extra: dict | None = None) -> str:

@@ -174,8 +174,11 @@ def test_evaluate_refuses_what_it_cannot_judge(evaluated, tmp_path):
 
     # A run paused before its last step has no student yet.
     run_inline(tiny_args(tmp_path, "run=paused", "train.stop_at=1"))
-    with pytest.raises(UserError, match="holds no finished student .* resume="):
+    with pytest.raises(UserError, match="holds no finished student") as refused:
         evaluate.main([f"run={tmp_path / 'paused'}"])
+    hint = str(refused.value).split("finish it with: ")[1]
+    assert "tiny=true" in hint and f"output_root={tmp_path}" in hint and "stop_at" in hint  # the run's own settings
+    assert hint.endswith(f"resume={tmp_path / 'paused'}")
 
     # A baseline scored on other test examples cannot share the table.
     other = tmp_path / "other-test-split"

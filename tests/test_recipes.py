@@ -1,6 +1,7 @@
 """Recipes and strict overrides: parsing, inheritance, tiny forms, errors, frozen result."""
 
 import dataclasses
+import shlex
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ from subdistill.config import Config
 from subdistill.errors import UserError
 from subdistill.recipes import (
     available_recipes,
+    command_arguments,
     config_from_yaml,
     config_to_yaml,
     parse_value,
@@ -135,3 +137,14 @@ def test_written_config_carries_version_and_commit(tmp_path):
     assert loaded == config
     assert provenance["subdistill_version"] and provenance["git_commit"]
     assert isinstance(Config(), Config)
+
+
+def test_command_arguments_give_the_same_config_back():
+    argv = ["recipe=fmnist_k32", "tiny=true", "train.lr=3e-4", "probe.ks=[64,16]", "data.augment=false",
+            "teacher.model_kwargs={in_chans: 1, drop_rate: 0.1}", "run=my run", "student.name=a b"]
+    config = resolve(argv)
+    text = command_arguments(config)
+    assert "run=" not in text and text.startswith("recipe=fmnist_k32 tiny=true")
+    again = resolve(shlex.split(text) + ["run=my run"])
+    assert again == config
+    assert command_arguments(resolve(["recipe=fmnist_k32"])) == "recipe=fmnist_k32"

@@ -86,11 +86,14 @@ def test_gradient_accumulation_matches_one_bigger_batch(reference, tmp_path):
     assert largest_difference(student_weights(summary["run_dir"]), student_weights(reference["run_dir"])) < TOLERANCE
 
 
-def test_paused_and_resumed_run_matches_uninterrupted(reference, tmp_path):
+def test_paused_and_resumed_run_matches_uninterrupted(reference, tmp_path, capsys):
     # Pause in the first epoch (8 steps each), resume into the second.
     paused = run_inline(fmnist_args(tmp_path, "run=resumed", "train.stop_at=5"))
     run_dir = tmp_path / "resumed"
     assert paused == {} and not (run_dir / "student.safetensors").exists()
+    hint = capsys.readouterr().out.split("continue with: ")[1].splitlines()[0]
+    assert f"output_root={tmp_path}" in hint and "tiny=true" in hint and hint.endswith(f"resume={run_dir}")
+    assert "stop_at" not in hint  # the continuation runs to the end
     assert list_states(run_dir)[-1][0] == 5
 
     with pytest.raises(UserError, match="already holds a run"):
