@@ -23,7 +23,6 @@ import shutil
 from pathlib import Path
 from typing import Any, Optional
 
-from safetensors.torch import save_file
 from torch import nn
 
 from subdistill.config import Config
@@ -40,6 +39,7 @@ from subdistill.exported import (
     sha256_file,
 )
 from subdistill.recipes import check_value, split_overrides, valid_keys
+from subdistill.tensorfile import save_tensors
 
 EXPORT_DIR = "export"
 TEXT_DEFAULT = ("input_ids", "attention_mask")  # a text student that does not name its inputs
@@ -170,7 +170,7 @@ def write_folder(run: FinishedRun, folder: Path, formats: list[str]) -> dict:
     student = ExportedStudent(run.model.cpu().eval(), head.cpu().eval(), described)
 
     state = {name: value.detach().cpu().contiguous() for name, value in student.state_dict().items()}
-    save_file(state, str(folder / MODEL_FILE), metadata={"format": "pt", "k": str(run.k)})
+    save_tensors(state, str(folder / MODEL_FILE), metadata={"format": "pt", "k": str(run.k)})
     described["weights_sha256"] = sha256_file(folder / MODEL_FILE)
     (folder / CONFIG_FILE).write_text(json.dumps(described, indent=2) + "\n")
     if tokenizer is not None:

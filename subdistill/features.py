@@ -29,13 +29,13 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from subdistill.config import Config, TeacherConfig
 from subdistill.errors import UserError
+from subdistill.tensorfile import save_tensors
 
 FORMAT = 1  # bump when the layout or the feature rule of the cache changes
 FEATURES_FILE = "features.safetensors"
@@ -123,7 +123,7 @@ def read_cache(path: Path, fingerprint: str) -> tuple[Tensor, Tensor] | None:
 def _write_atomic(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> None:
     """Write beside the final name, then rename: a crash never leaves a half file under the real name."""
     partial = path.with_name(path.name + ".partial")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(partial), metadata=metadata)
+    save_tensors({k: v.contiguous() for k, v in tensors.items()}, str(partial), metadata=metadata)
     os.replace(partial, path)
 
 

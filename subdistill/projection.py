@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from subdistill.errors import UserError
+from subdistill.tensorfile import save_tensors
 
 
 def draw_matrix(k: int, d: int, seed: int = 42) -> torch.Tensor:
@@ -80,7 +80,7 @@ class JLProjection(nn.Module):
     def save(self, path: str | Path) -> None:
         metadata = {"seed": str(self.seed), "k": str(self.k), "d": str(self.d), "sha256": self.sha256}
         try:
-            save_file({"matrix": self.matrix.detach().cpu().contiguous()}, str(path), metadata=metadata)
+            save_tensors({"matrix": self.matrix.detach().cpu().contiguous()}, str(path), metadata=metadata)
         except Exception as err:  # a missing folder, a folder in the way, a full disk
             raise UserError(f"cannot write projection file {path}: {err}") from None
 

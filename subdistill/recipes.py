@@ -102,7 +102,7 @@ def parse_value(text: str) -> Any:
             first_line = str(err).splitlines()[0]
             message = f"cannot parse {text!r} as a list or mapping ({first_line}); quote the whole key=value"
             raise UserError(message) from None
-    return text
+    return str(text)  # a plain str, never the RawText it came in as
 
 
 class RawText(str):
@@ -188,7 +188,8 @@ def check_value(key: str, value: Any, hint: Any) -> Any:
         return str(value)
     ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
     if not ok:
-        raise UserError(f"{key} expects {_type_name(hint)}, got {type(value).__name__} {value!r}")
+        shown = f"the text {value!r}" if isinstance(value, str) else f"{type(value).__name__} {value!r}"
+        raise UserError(f"{key} expects {_type_name(hint)}, got {shown}")
     check_choice(key, value)
     return value
 
@@ -293,10 +294,11 @@ def _as_argument(value: Any) -> str:
     return str(value)
 
 
-def command_arguments(config: Config, recipe_dir: Path = RECIPE_DIR) -> str:
+def command_arguments(config: Config, recipe_dir: Path = RECIPE_DIR, only: tuple[str, ...] = ()) -> str:
     """The recipe=... key=value arguments that give ``config`` again (run and resume left out), shell-quoted.
 
     A resume must be launched with the run's own settings; this is how a message spells them.
+    ``only`` keeps just the keys starting with one of these prefixes.
     """
     args = [f"recipe={config.recipe}"] + (["tiny=true"] if config.tiny else [])
     try:
@@ -304,6 +306,8 @@ def command_arguments(config: Config, recipe_dir: Path = RECIPE_DIR) -> str:
     except UserError:
         recipe = {}  # the recipe file is gone: spell out nothing more than its name
     for key, value in flatten(config.to_dict()).items():
+        if only and not key.startswith(only):
+            continue
         if key not in ("recipe", "tiny", "run", "resume") and recipe and recipe.get(key) != value:
             args.append(f"{key}={_as_argument(value)}")
     return " ".join(shlex.quote(arg) for arg in args)

@@ -20,6 +20,8 @@ from subdistill.config import Config, TeacherConfig
 from subdistill.errors import UserError
 
 TEACHER_FILE = "teacher.safetensors"
+# What decides a fine-tuned teacher (teacher_key), as command-line prefixes, plus where it is kept.
+TEACHER_SETTINGS = ("teacher.", "data.", "finetune.", "seed", "output_root")
 
 
 def _digest(tree: dict) -> str:
@@ -50,9 +52,11 @@ def effective_teacher(config: Config) -> TeacherConfig:
         return config.teacher
     folder = teacher_dir(config)
     if not (folder / TEACHER_FILE).is_file():
-        overrides = " tiny=true" if config.tiny else ""
+        from subdistill.recipes import command_arguments
+
+        arguments = command_arguments(config, only=TEACHER_SETTINGS)
         raise UserError(
             f"recipe {config.recipe} uses a fine-tuned teacher, and none is at {folder}; make it first with: "
-            f"accelerate launch subdistill/train.py recipe={config.recipe}{overrides} train.stage=finetune"
+            f"accelerate launch subdistill/train.py {arguments} train.stage=finetune"
         )
     return dataclasses.replace(config.teacher, source="checkpoint", name=str(folder), finetune=False)

@@ -75,7 +75,7 @@ def pick_run(config: Config):
     else:
         fixed = root / config.run if config.run else None
     if config.resume:
-        return find_resume(config.resume, config.recipe, root, fixed)
+        return find_resume(config, root, fixed)
     run_dir = fixed or root / run_name(config)
 
     # A second run in a used folder would mix its states and logs with the first one's.
@@ -91,6 +91,7 @@ def run(config: Config) -> dict:
 
     from subdistill.runs import write_config
     from subdistill.store import TEACHER_FILE
+    from subdistill.training.checkpoints import check_resume_settings
     from subdistill.training.engine import Engine
     from subdistill.training.runtime import choose_precision, make_accelerator, shared_run
 
@@ -98,6 +99,8 @@ def run(config: Config) -> dict:
         raise UserError(f"train.stage must be one of {', '.join(STAGES)}, got {config.train.stage!r}")
     hyper = hyper_for(config)
     state, run_dir, resume_state = shared_run(lambda: pick_run(config))
+    if resume_state is not None:
+        check_resume_settings(config, run_dir)  # before config.yaml is written again
     if config.train.stage == "finetune" and resume_state is None and (run_dir / TEACHER_FILE).is_file():
         if state.is_main_process:
             print(f"finetune: the teacher is already fine-tuned in {run_dir}; nothing to do")

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from subdistill import figures, gate
 from subdistill.config import Config
@@ -30,6 +29,7 @@ from subdistill.probes import ProbeBank, default_device, evaluate_probes, sweep_
 from subdistill.projection import JLProjection
 from subdistill.recipes import resolve
 from subdistill.runs import run_name, write_config
+from subdistill.tensorfile import save_tensors
 
 
 def sweep_ks(config: Config, d: int) -> tuple[list[int], list[int]]:
@@ -149,7 +149,7 @@ def _figures(config: Config, bank: ProbeBank, report: dict, test_h, test_y, run_
 def _save_bank(bank: ProbeBank, path: Path) -> None:
     state = {name: value.detach().cpu().contiguous() for name, value in bank.state_dict().items()}
     specs = json.dumps([{"name": s.name, "method": s.method, "k": s.k, "seed": s.seed} for s in bank.specs])
-    save_file(state, str(path), metadata={"specs": specs, "D": str(bank.d), "classes": str(bank.num_classes)})
+    save_tensors(state, str(path), metadata={"specs": specs, "D": str(bank.d), "classes": str(bank.num_classes)})
 
 
 def _pct(x: float) -> str:

@@ -44,6 +44,8 @@ def test_export_maps_inputs_to_logits_through_the_teachers_jl_head(runs, exporte
     assert final == runs["subspace"] / "export"
     assert sorted(p.name for p in final.iterdir()) == [
         "config.json", "export_report.json", "model.onnx", "model.pt", "model.safetensors"]
+    # Every file is as readable as the others (safetensors on its own writes owner-only files).
+    assert len({(p.stat().st_mode & 0o777) for p in final.iterdir()}) == 1
     config = json.loads((final / "config.json").read_text())
     assert config["projection"] == {"k": 32, "d": 512, "seed": 42, "sha256": FMNIST_R_SHA256}
     assert config["head"]["origin"] == "jl-probe" and config["num_classes"] == 10 and config["k"] == 32

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 
 import pytest
 import torch
@@ -248,15 +249,33 @@ def test_incomplete_states_are_never_resumed_and_old_ones_pruned(tmp_path):
 def test_find_resume_by_path_run_or_latest(tmp_path):
     from subdistill.runs import write_config
 
-    older, newer = tmp_path / "a", tmp_path / "b"
-    for folder, recipe in ((older, "fmnist_k32"), (newer, "fmnist_k32")):
-        write_config(folder, Config(recipe=recipe))
+    older, newer, other = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    ours = Config(recipe="fmnist_k32")
+    for folder in (older, newer):
+        write_config(folder, ours)
+    # The newest state of all belongs to a side run of the same recipe with other settings.
+    write_config(other, dataclasses.replace(ours, train=dataclasses.replace(ours.train, objective="ce")))
     _fake_state(older, 3)
     os.utime(checkpoints.state_path(older, 3), (1, 1))
     state = _fake_state(newer, 5)
-    assert checkpoints.find_resume("latest", "fmnist_k32", tmp_path, None) == (newer, state)
-    assert checkpoints.find_resume("latest", "fmnist_k32", tmp_path, older)[0] == older
-    assert checkpoints.find_resume(str(state), "x", tmp_path, None) == (newer, state)
-    assert checkpoints.find_resume(str(older), "x", tmp_path, None)[1].name == "step_3"
+    _fake_state(other, 9)
+    os.utime(checkpoints.state_path(other, 9), (time.time() + 60, time.time() + 60))
+
+    def find(resume, config=ours, run_dir=None):
+        return checkpoints.find_resume(dataclasses.replace(config, resume=resume), tmp_path, run_dir)
+
+    assert find("latest") == (newer, state)  # not the side run, though its state is newer
+    assert find("latest", run_dir=older)[0] == older
+    assert find(str(state)) == (newer, state)
+    assert find(str(older))[1].name == "step_3"
     with pytest.raises(UserError, match="no run of recipe"):
-        checkpoints.find_resume("latest", "vit_k64", tmp_path, None)
+        find("latest", Config(recipe="vit_k64"))
+    lr = dataclasses.replace(ours, train=dataclasses.replace(ours.train, lr=0.5))
+    with pytest.raises(UserError, match=r"was trained with these settings \(runs with other settings: a, b, c\)"):
+        find("latest", lr)
+    # Launch-only settings may change on a resume; anything else is refused, naming the keys.
+    chatty = dataclasses.replace(ours, train=dataclasses.replace(ours.train, log_every=1, eval_every=7))
+    assert checkpoints.differing_settings(chatty, newer) == []
+    with pytest.raises(UserError, match=r"trained with other settings \(train.lr\); continue it with: accelerate "
+                                        r"launch subdistill/train.py recipe=fmnist_k32 .*resume=.*b$"):
+        checkpoints.check_resume_settings(lr, newer)

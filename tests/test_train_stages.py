@@ -5,6 +5,7 @@ mixed precision, text students, and the script's own entry (signals, errors)."""
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import subprocess
 from pathlib import Path
@@ -27,8 +28,12 @@ def test_finetune_writes_a_teacher_that_cached_distillation_uses_without_loading
     args = ["recipe=fmnist_k32", "tiny=true", "validate.required=false", "data.augment=false"]
     args.append(f"output_root={tmp_path}")
     config = resolve(args)
-    with pytest.raises(UserError, match="train.stage=finetune"):
+    with pytest.raises(UserError, match="train.stage=finetune") as missing:
         effective_teacher(config)
+    # The command it gives makes exactly the teacher that is missing: the data and output settings kept.
+    hint = str(missing.value).split("make it first with: accelerate launch subdistill/train.py ")[1]
+    assert teacher_dir(resolve(shlex.split(hint))) == teacher_dir(config)
+    assert "validate.required" not in hint  # only what decides the teacher
 
     tuned = run_inline(args + ["train.stage=finetune"])
     assert tuned["run_dir"] == str(teacher_dir(config)) and 0 <= tuned["eval"]["accuracy"] <= 1

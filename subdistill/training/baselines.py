@@ -21,11 +21,11 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from subdistill.config import Config, TeacherConfig, TrainConfig
 from subdistill.errors import UserError
+from subdistill.tensorfile import save_tensors
 from subdistill.training import losses
 
 OBJECTIVES = ("subspace", "ce", "kd", "fitnets")
@@ -126,7 +126,7 @@ def save_extra(model: BaselineStudent, folder: Path) -> Path:
     path = Path(folder) / extra_file(model.objective)
     extra = model.extra.state_dict()
     state = {name: value.detach().to("cpu", torch.float32).contiguous() for name, value in extra.items()}
-    save_file(state, str(path), metadata={"objective": model.objective, "k": str(model.extra.in_features)})
+    save_tensors(state, str(path), metadata={"objective": model.objective, "k": str(model.extra.in_features)})
     return path
 
 

@@ -12,7 +12,7 @@ the seed and the step, and each item's augmentation from (seed, epoch, index)
 
 from __future__ import annotations
 
-import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -26,17 +26,56 @@ from accelerate import Accelerator
 
 from subdistill.config import Config
 from subdistill.errors import UserError
-from subdistill.runs import CONFIG_FILE, config_digest
+from subdistill.runs import CONFIG_FILE
 
 STATE_DIR = "state"
 TRAINER_FILE = "trainer.json"
 STEP_NAME = re.compile(r"^step_(\d+)$")
 
 
+# Settings that steer one launch without changing what it trains: a resume may change them.
+LAUNCH_ONLY = ("run", "resume", "train.stop_at", "train.log_every", "train.eval_every", "train.save_every",
+               "train.keep_last", "data.num_workers")
+
+
+def steady_settings(config: Config) -> dict:
+    from subdistill.recipes import flatten
+
+    return {key: value for key, value in flatten(config.to_dict()).items() if key not in LAUNCH_ONLY}
+
+
 def run_digest(config: Config) -> str:
-    """The config digest without the settings that only steer this launch (run, resume, stop_at)."""
-    steady = dataclasses.replace(config, run="", resume=None, train=dataclasses.replace(config.train, stop_at=0))
-    return config_digest(steady)
+    """The config digest without the settings that only steer this launch (LAUNCH_ONLY)."""
+    text = json.dumps(steady_settings(config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def differing_settings(config: Config, run_dir: Path) -> list[str]:
+    """The keys whose values in ``config`` differ from those ``run_dir`` was trained with (launch-only ones aside)."""
+    from subdistill.runs import read_config
+
+    try:
+        theirs = steady_settings(read_config(run_dir)[0])
+    except (OSError, UserError, yaml.YAMLError, TypeError, ValueError):
+        return ["(its config.yaml cannot be read)"]
+    ours = steady_settings(config)
+    return sorted(key for key in ours.keys() | theirs.keys() if ours.get(key) != theirs.get(key))
+
+
+def check_resume_settings(config: Config, run_dir: Path) -> None:
+    """A run continues with the settings it started with; anything else would mix two trainings in one record."""
+    from subdistill.recipes import command_arguments
+    from subdistill.runs import read_config
+
+    differ = differing_settings(config, run_dir)
+    if not differ:
+        return
+    shown = ", ".join(differ[:6]) + (f" and {len(differ) - 6} more" if len(differ) > 6 else "")
+    try:
+        command = f"accelerate launch subdistill/train.py {command_arguments(read_config(run_dir)[0])} resume={run_dir}"
+    except (OSError, UserError, yaml.YAMLError, TypeError, ValueError):
+        command = "the run's own settings"
+    raise UserError(f"resume: {run_dir} was trained with other settings ({shown}); continue it with: {command}")
 
 
 def state_path(run_dir: Path, step: int) -> Path:
@@ -108,12 +147,13 @@ def _run_recipe(run_dir: Path) -> Optional[str]:
         return None
 
 
-def find_resume(resume: str, recipe: str, output_root: Path, run_dir: Optional[Path]) -> tuple[Path, Path]:
-    """(run folder, state folder) that ``resume`` names.
+def find_resume(config: Config, output_root: Path, run_dir: Optional[Path]) -> tuple[Path, Path]:
+    """(run folder, state folder) that ``config.resume`` names.
 
-    resume: "latest" (the given run folder, else the run of this recipe with the newest
-    state under output_root), a run folder, or a state folder.
+    resume: "latest" (the given run folder, else the run of this recipe and these settings
+    with the newest state under output_root), a run folder, or a state folder.
     """
+    resume, recipe = config.resume, config.recipe
     if resume != "latest":
         path = Path(resume).expanduser()
         if (path / TRAINER_FILE).is_file():
@@ -135,5 +175,11 @@ def find_resume(resume: str, recipe: str, output_root: Path, run_dir: Optional[P
             candidates.append((state.stat().st_mtime, folder, state))
     if not candidates:
         raise UserError(f"resume=latest: no run of recipe {recipe} with a saved state under {output_root}")
-    _, folder, state = max(candidates)
+    # Only a run trained with these settings is "the" run to continue; a baseline or side run is not.
+    matching = [c for c in candidates if not differing_settings(config, c[1])]
+    if not matching:
+        others = ", ".join(sorted(c[1].name for c in candidates))
+        raise UserError(f"resume=latest: no run of recipe {recipe} under {output_root} was trained with these "
+                        f"settings (runs with other settings: {others}); name one with resume=FOLDER and its settings")
+    _, folder, state = max(matching)
     return folder, state

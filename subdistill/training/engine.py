@@ -267,11 +267,12 @@ class Engine:
             first_bad = self.accelerator.gather(first_bad)  # (P,)
         found = first_bad[first_bad >= 0]
         if found.numel():
-            where = self.last_state or "none (no state was saved before it)"
-            raise UserError(
-                f"non-finite loss at step {int(found.min().item())}; last good state: {where}; "
-                "lower train.lr or set train.clip_grad, then resume from that state"
-            )
+            step = int(found.min().item())
+            if self.last_state:
+                advice = f"last good state: {self.last_state}; lower train.lr or set train.clip_grad, then resume from it"
+            else:
+                advice = "no state was saved before it; lower train.lr or set train.clip_grad and start again"
+            raise UserError(f"non-finite loss at step {step}; {advice}")
 
     def log_train(self, step: int) -> None:
         meter = self.meter

@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from subdistill.config import StudentConfig
 from subdistill.errors import UserError
 from subdistill.hashing import sha256_file
+from subdistill.tensorfile import save_tensors
 
 KINDS = ("fmnist_cnn", "timm", "hf_encoder", "teacher_layers", "text_cnn")
 TEXT_KINDS = ("hf_encoder", "teacher_layers", "text_cnn")
@@ -259,7 +260,7 @@ def save_student(model: nn.Module, spec: StudentSpec, folder: Path) -> Path:
     """folder/student.safetensors (plain keys) and folder/student.json (the spec)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / WEIGHTS_FILE
-    save_file(plain_state_dict(model), str(path), metadata={"kind": spec.kind, "k": str(spec.k)})
+    save_tensors(plain_state_dict(model), str(path), metadata={"kind": spec.kind, "k": str(spec.k)})
     # The spec records its weights' hash, so weights swapped in from another run are refused.
     tree = {**dataclasses.asdict(spec), "weights_sha256": sha256_file(path)}
     (folder / SPEC_FILE).write_text(json.dumps(tree, indent=2, default=str))
