@@ -30,8 +30,11 @@ def resolve_run(text: str, output_root: str | Path) -> Path:
         if (candidate / CONFIG_FILE).is_file():
             return candidate
     root = Path(output_root)
-    runs = sorted(p.name for p in root.iterdir() if (p / CONFIG_FILE).is_file()) if root.is_dir() else []
-    listing = f"runs under {root}: {', '.join(runs)}" if runs else f"no runs under {root}"
+    # Distillation runs only: validation and teacher folders hold a config too, but no student.
+    folders = list(root.iterdir()) if root.is_dir() else []
+    trained = [p for p in folders if (p / SPEC_FILE).is_file() or (p / "state").is_dir()]
+    runs = sorted(p.name for p in trained if (p / CONFIG_FILE).is_file())
+    listing = f"runs under {root}: {', '.join(runs)}" if runs else f"no distillation runs under {root}"
     raise UserError(f"run {text!r} is neither a run folder nor a run name ({listing})")
 
 
