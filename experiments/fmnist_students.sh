@@ -5,9 +5,9 @@
 #   bash experiments/fmnist_students.sh     # after experiments/fmnist.sh made the teacher
 #
 # The students learn from a transfer set of the first $N training images (the teacher saw
-# all 60,000 with labels), which is what this 2-core CPU trains 12 students on in well
-# under an hour. The teacher's probes are validated on the same $N images, so the
-# "teacher's JL probe" the students are held to saw exactly what they saw.
+# all 60,000 with labels), which is what this 2-core CPU trains 12 students on in about
+# an hour. The teacher's probes are validated on the same $N images, so the "teacher's
+# JL probe" the students are held to saw exactly what they saw.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/work/exp/ck2}
@@ -15,11 +15,14 @@ N=${N:-10000}
 EPOCHS=${EPOCHS:-6}
 SEEDS=${SEEDS:-"0 1 2"}
 K=${K:-32}
+LR=${LR:-3e-3}  # 1e-3 left the students far from converged in a pilot (results/fmnist_students/README.md)
+# Probes (validation and evaluate's fresh probes) take as many steps on N images as 5 epochs on 60,000.
+PROBE_EPOCHS=${PROBE_EPOCHS:-$(( 5 * 60000 / N ))}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # a shared 2-core machine: two threads ran up to 20x slower
 TEACHER=$(ls -d "$OUT"/teachers/fmnist_k32-*/ | head -n 1)
 COMMON=(recipe=fmnist_k32 output_root="$OUT" teacher.source=checkpoint teacher.name="$TEACHER"
         teacher.finetune=false projection.k="$K" data.limit_train="$N" data.augment=false data.cutout=0
-        data.num_workers=0)
+        data.num_workers=0 probe.epochs="$PROBE_EPOCHS")
 
 # 1. The teacher's probes on the transfer set (full, JL, PCA, learned at K); the gate reads this.
 subdistill validate "${COMMON[@]}" probe.ks="[$K]" validate.seeds=[0] run=fmnist_n${N}_k${K}_validate
@@ -30,7 +33,7 @@ for seed in $SEEDS; do
     run=fmnist_n${N}_k${K}_s${seed}_${objective}
     if [ -f "$OUT/$run/summary.json" ]; then echo "found $run"; continue; fi
     python subdistill/train.py "${COMMON[@]}" seed="$seed" train.objective="$objective" train.epochs="$EPOCHS" \
-        train.log_every=100 train.eval_every=100000 train.save_every=400 run="$run"
+        train.lr="$LR" train.log_every=100 train.eval_every=100000 train.save_every=400 run="$run"
   done
   # 3. One table per seed (last-epoch weights: the runs keep only their final student).
   subdistill evaluate run=fmnist_n${N}_k${K}_s${seed}_subspace output_root="$OUT" repeats=3 threads=1 \
