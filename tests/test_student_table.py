@@ -35,7 +35,7 @@ def test_mean_std_and_verdicts(tmp_path):
     assert "| subspace | 3 | 89.00 ± 1.00 | teacher's JL head |" in text
     assert "| ce | 3 | 88.00 ± 2.65 | own head |" in text  # stdev of 86, 87, 91
     assert "| fitnets | 3 | 70.00 ± 0.00 | fresh probe |" in text
-    assert "+0.00 points below it, reached" in text  # 89.00 against the JL probe's 89.00
+    assert "probe: 0.00 points below it, reached" in text  # 89.00 against the JL probe's 89.00
     assert "110.0x, reached" in text
     assert "at or above ce (as classifiers, means): 89.00 vs 88.00, reached" in text
 
