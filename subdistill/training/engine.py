@@ -267,11 +267,11 @@ class Engine:
             first_bad = self.accelerator.gather(first_bad)  # (P,)
         found = first_bad[first_bad >= 0]
         if found.numel():
-            step = int(found.min().item())
+            step, fix = int(found.min().item()), "lower train.lr or set train.clip_grad"
             if self.last_state:
-                advice = f"last good state: {self.last_state}; lower train.lr or set train.clip_grad, then resume from it"
+                advice = f"last good state: {self.last_state}; {fix}, then resume from it"
             else:
-                advice = "no state was saved before it; lower train.lr or set train.clip_grad and start again"
+                advice = f"no state was saved before it; {fix} and start again"
             raise UserError(f"non-finite loss at step {step}; {advice}")
 
     def log_train(self, step: int) -> None:
