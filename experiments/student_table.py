@@ -34,8 +34,8 @@ def spread(values: list[float]) -> tuple[float, float]:
     return statistics.mean(points), statistics.stdev(points) if len(points) > 1 else 0.0
 
 
-def fmt(pair: tuple[float, float]) -> str:
-    return f"{pair[0]:.2f} ± {pair[1]:.2f}"
+def fmt(pair: tuple[float, float], n: int) -> str:
+    return f"{pair[0]:.2f} ± {pair[1]:.2f}" if n > 1 else f"{pair[0]:.2f} (one seed)"
 
 
 def main() -> None:
@@ -44,12 +44,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     runs = [json.loads(f.read_text()) for f in args.files]
+    for path, run in zip(args.files, runs):
+        if not run.get("students") or "teacher" not in run:
+            raise SystemExit(f"{path} is not an evaluation.json of subdistill evaluate (no teacher or students)")
     teacher = runs[0]["teacher"]
     by_objective: dict[str, list[dict]] = {o: [] for o in ORDER}
-    for run in runs:
+    for path, run in zip(args.files, runs):
         if run["teacher"]["fingerprint"] != teacher["fingerprint"]:
             raise SystemExit(f"{run['run']} has another teacher than {runs[0]['run']}")
         for student in run["students"]:
+            if student.get("objective") not in by_objective:
+                raise SystemExit(f"{path}: student objective {student.get('objective')!r} is not one of "
+                                 f"{', '.join(ORDER)}")
             by_objective[student["objective"]].append(student)
 
     jl = teacher["probes"]["jl"]
@@ -72,8 +78,9 @@ def main() -> None:
         as_classifier = spread([classifier_accuracy(s) for s in students])
         probe = spread([s["fresh_probe"]["accuracy"] for s in students])
         summary[objective] = (as_classifier, probe, students[0]["cost"]["parameters"])
-        lines.append(f"| {objective} | {len(students)} | {fmt(as_classifier)} | {CLASSIFIER[objective]} | "
-                     f"{fmt(probe)} | {students[0]['cost']['parameters'] / 1e3:.1f}k |")
+        n = len(students)
+        lines.append(f"| {objective} | {n} | {fmt(as_classifier, n)} | {CLASSIFIER[objective]} | "
+                     f"{fmt(probe, n)} | {students[0]['cost']['parameters'] / 1e3:.1f}k |")
 
     if "subspace" in summary:
         (ours, _), (ours_probe, _), params = summary["subspace"][0], summary["subspace"][1], summary["subspace"][2]

@@ -49,3 +49,19 @@ def test_refuses_mixed_teachers(tmp_path):
     result = subprocess.run([sys.executable, str(SCRIPT), *map(str, files), "--out", str(tmp_path / "t.md")],
                             capture_output=True, text=True)
     assert result.returncode != 0 and "another teacher" in result.stderr
+
+
+def test_refuses_files_it_cannot_read_and_marks_one_seed(tmp_path):
+    def table(data):
+        path = tmp_path / "e.json"
+        path.write_text(json.dumps(data))
+        return subprocess.run([sys.executable, str(SCRIPT), str(path), "--out", str(tmp_path / "t.md")],
+                              capture_output=True, text=True)
+
+    no_students = {k: v for k, v in evaluation(0, 0.9, 0.8).items() if k != "students"}
+    assert "no teacher or students" in table(no_students).stderr
+    odd = evaluation(0, 0.9, 0.8)
+    odd["students"][1]["objective"] = "crd"
+    assert "student objective 'crd' is not one of" in table(odd).stderr
+    one = table(evaluation(0, 0.9, 0.8))
+    assert one.returncode == 0 and "| subspace | 1 | 90.00 (one seed) |" in (tmp_path / "t.md").read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import time
 
 import pytest
@@ -279,3 +280,13 @@ def test_find_resume_by_path_run_or_latest(tmp_path):
     with pytest.raises(UserError, match=r"trained with other settings \(train.lr\); continue it with: accelerate "
                                         r"launch subdistill/train.py recipe=fmnist_k32 .*resume=.*b$"):
         checkpoints.check_resume_settings(lr, newer)
+    with pytest.raises(UserError, match=r"the newest, c, differs in .*train.lr.* continues with: accelerate"):
+        find("latest", lr)
+    # A run whose config.yaml is gone cannot be continued: its settings are unknown.
+    (older / "config.yaml").write_text(": [bad")
+    with pytest.raises(UserError, match=r"config.yaml is missing or unreadable, so the settings .* are unknown"):
+        checkpoints.check_resume_settings(ours, older)
+    # The command is shell-quoted: a run folder with a space in its name survives copy and paste.
+    spaced = tmp_path / "my run'x"
+    command = checkpoints.resume_command(ours, spaced)
+    assert shlex.split(command)[-1] == f"resume={spaced}"

@@ -15,9 +15,9 @@ from torch import nn
 
 from subdistill.config import Config
 from subdistill.errors import UserError
-from subdistill.recipes import command_arguments
 from subdistill.runs import CONFIG_FILE, read_config
 from subdistill.training.baselines import load_head
+from subdistill.training.checkpoints import resume_command
 from subdistill.training.students import SPEC_FILE, WEIGHTS_FILE, StudentSpec, load_student
 
 
@@ -71,7 +71,7 @@ def open_run(folder: Path) -> FinishedRun:
     if not (folder / WEIGHTS_FILE).is_file() or not (folder / SPEC_FILE).is_file():
         raise UserError(
             f"{folder} holds no finished student ({WEIGHTS_FILE} and {SPEC_FILE} are written at the last step); "
-            f"finish it with: accelerate launch subdistill/train.py {command_arguments(config)} resume={folder}"
+            f"finish it with: {resume_command(config, folder)}"
         )
     model, spec = load_student(folder)
     if spec.k != config.projection.k:

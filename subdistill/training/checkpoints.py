@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import time
 from pathlib import Path
@@ -50,32 +51,48 @@ def run_digest(config: Config) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def differing_settings(config: Config, run_dir: Path) -> list[str]:
-    """The keys whose values in ``config`` differ from those ``run_dir`` was trained with (launch-only ones aside)."""
+def _run_config(run_dir: Path) -> Optional[Config]:
     from subdistill.runs import read_config
 
     try:
-        theirs = steady_settings(read_config(run_dir)[0])
-    except (OSError, UserError, yaml.YAMLError, TypeError, ValueError):
-        return ["(its config.yaml cannot be read)"]
-    ours = steady_settings(config)
-    return sorted(key for key in ours.keys() | theirs.keys() if ours.get(key) != theirs.get(key))
+        return read_config(run_dir)[0]
+    except (OSError, UserError, yaml.YAMLError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def differing_settings(config: Config, run_dir: Path) -> Optional[list[str]]:
+    """The keys whose values in ``config`` differ from those ``run_dir`` was trained with (launch-only ones aside).
+
+    None when the run's config.yaml is missing or cannot be read.
+    """
+    theirs = _run_config(run_dir)
+    if theirs is None:
+        return None
+    ours, old = steady_settings(config), steady_settings(theirs)
+    return sorted(key for key in ours.keys() | old.keys() if ours.get(key) != old.get(key))
+
+
+def _listed(keys: list[str], most: int = 6) -> str:
+    return ", ".join(keys[:most]) + (f" and {len(keys) - most} more" if len(keys) > most else "")
+
+
+def resume_command(run_config: Config, run_dir: Path) -> str:
+    """The launch that continues ``run_dir`` with its own settings, shell-quoted."""
+    from subdistill.recipes import command_arguments
+
+    return f"accelerate launch subdistill/train.py {command_arguments(run_config)} {shlex.quote(f'resume={run_dir}')}"
 
 
 def check_resume_settings(config: Config, run_dir: Path) -> None:
     """A run continues with the settings it started with; anything else would mix two trainings in one record."""
-    from subdistill.recipes import command_arguments
-    from subdistill.runs import read_config
-
     differ = differing_settings(config, run_dir)
-    if not differ:
-        return
-    shown = ", ".join(differ[:6]) + (f" and {len(differ) - 6} more" if len(differ) > 6 else "")
-    try:
-        command = f"accelerate launch subdistill/train.py {command_arguments(read_config(run_dir)[0])} resume={run_dir}"
-    except (OSError, UserError, yaml.YAMLError, TypeError, ValueError):
-        command = "the run's own settings"
-    raise UserError(f"resume: {run_dir} was trained with other settings ({shown}); continue it with: {command}")
+    if differ is None:
+        raise UserError(f"resume: {run_dir / CONFIG_FILE} is missing or unreadable, so the settings {run_dir} was "
+                        "trained with are unknown and it cannot be continued safely; start a new run")
+    if differ:
+        command = resume_command(_run_config(run_dir), run_dir)
+        raise UserError(f"resume: {run_dir} was trained with other settings ({_listed(differ)}); "
+                        f"continue it with: {command}")
 
 
 def state_path(run_dir: Path, step: int) -> Path:
@@ -176,10 +193,16 @@ def find_resume(config: Config, output_root: Path, run_dir: Optional[Path]) -> t
     if not candidates:
         raise UserError(f"resume=latest: no run of recipe {recipe} with a saved state under {output_root}")
     # Only a run trained with these settings is "the" run to continue; a baseline or side run is not.
-    matching = [c for c in candidates if not differing_settings(config, c[1])]
+    matching = [c for c in candidates if differing_settings(config, c[1]) == []]
     if not matching:
+        newest = max(candidates)[1]
         others = ", ".join(sorted(c[1].name for c in candidates))
+        differ = differing_settings(config, newest)
+        hint = ""
+        if differ:
+            hint = (f"; the newest, {newest.name}, differs in {_listed(differ)} and continues with: "
+                    f"{resume_command(_run_config(newest), newest)}")
         raise UserError(f"resume=latest: no run of recipe {recipe} under {output_root} was trained with these "
-                        f"settings (runs with other settings: {others}); name one with resume=FOLDER and its settings")
+                        f"settings (runs with other settings: {others}){hint}")
     _, folder, state = max(matching)
     return folder, state

@@ -254,10 +254,8 @@ class Engine:
 
     def resume_command(self) -> str:
         """The launch that continues this run with its own settings (a pause's stop_at dropped)."""
-        from subdistill.recipes import command_arguments
-
         config = dataclasses.replace(self.config, train=dataclasses.replace(self.config.train, stop_at=0))
-        return f"accelerate launch subdistill/train.py {command_arguments(config)} resume={self.run_dir}"
+        return checkpoints.resume_command(config, self.run_dir)
 
     def check_finite(self) -> None:
         first_bad = self.meter.first_bad
