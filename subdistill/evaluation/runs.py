@@ -17,7 +17,7 @@ from subdistill.config import Config
 from subdistill.errors import UserError
 from subdistill.runs import CONFIG_FILE, read_config
 from subdistill.training.baselines import load_head
-from subdistill.training.checkpoints import resume_command
+from subdistill.training.checkpoints import STATE_DIR, resume_command
 from subdistill.training.students import SPEC_FILE, WEIGHTS_FILE, StudentSpec, load_student
 
 
@@ -32,7 +32,7 @@ def resolve_run(text: str, output_root: str | Path) -> Path:
     root = Path(output_root)
     # Distillation runs only: validation and teacher folders hold a config too, but no student.
     folders = list(root.iterdir()) if root.is_dir() else []
-    trained = [p for p in folders if (p / SPEC_FILE).is_file() or (p / "state").is_dir()]
+    trained = [p for p in folders if (p / SPEC_FILE).is_file() or (p / STATE_DIR).is_dir()]
     runs = sorted(p.name for p in trained if (p / CONFIG_FILE).is_file())
     listing = f"runs under {root}: {', '.join(runs)}" if runs else f"no distillation runs under {root}"
     raise UserError(f"run {text!r} is neither a run folder nor a run name ({listing})")

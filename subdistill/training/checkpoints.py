@@ -60,14 +60,7 @@ def _run_config(run_dir: Path) -> Optional[Config]:
         return None
 
 
-def differing_settings(config: Config, run_dir: Path) -> Optional[list[str]]:
-    """The keys whose values in ``config`` differ from those ``run_dir`` was trained with (launch-only ones aside).
-
-    None when the run's config.yaml is missing or cannot be read.
-    """
-    theirs = _run_config(run_dir)
-    if theirs is None:
-        return None
+def _differences(config: Config, theirs: Config) -> list[str]:
     ours, old = steady_settings(config), steady_settings(theirs)
     return sorted(key for key in ours.keys() | old.keys() if ours.get(key) != old.get(key))
 
@@ -85,14 +78,14 @@ def resume_command(run_config: Config, run_dir: Path) -> str:
 
 def check_resume_settings(config: Config, run_dir: Path) -> None:
     """A run continues with the settings it started with; anything else would mix two trainings in one record."""
-    differ = differing_settings(config, run_dir)
-    if differ is None:
+    theirs = _run_config(run_dir)
+    if theirs is None:
         raise UserError(f"resume: {run_dir / CONFIG_FILE} is missing or unreadable, so the settings {run_dir} was "
                         "trained with are unknown and it cannot be continued safely; start a new run")
+    differ = _differences(config, theirs)
     if differ:
-        command = resume_command(_run_config(run_dir), run_dir)
         raise UserError(f"resume: {run_dir} was trained with other settings ({_listed(differ)}); "
-                        f"continue it with: {command}")
+                        f"continue it with: {resume_command(theirs, run_dir)}")
 
 
 def state_path(run_dir: Path, step: int) -> Path:
@@ -185,23 +178,22 @@ def find_resume(config: Config, output_root: Path, run_dir: Optional[Path]) -> t
         if state is None:
             raise UserError(f"resume=latest: {run_dir} holds no complete training state")
         return run_dir, state
-    candidates = []
+    candidates = []  # (state time, folder, state, the run's config or None)
     for folder in Path(output_root).iterdir() if Path(output_root).is_dir() else []:
         state = latest_state(folder) if folder.is_dir() else None
         if state is not None and _run_recipe(folder) == recipe:
-            candidates.append((state.stat().st_mtime, folder, state))
+            candidates.append((state.stat().st_mtime, folder, state, _run_config(folder)))
     if not candidates:
         raise UserError(f"resume=latest: no run of recipe {recipe} with a saved state under {output_root}")
     # Only a run trained with these settings is "the" run to continue; a baseline or side run is not.
-    matching = [c for c in candidates if differing_settings(config, c[1]) == []]
+    matching = [c[:3] for c in candidates if c[3] is not None and not _differences(config, c[3])]
     if not matching:
-        newest = max(candidates)[1]
+        _, newest, _, theirs = max(candidates, key=lambda c: c[0])
         others = ", ".join(sorted(c[1].name for c in candidates))
-        differ = differing_settings(config, newest)
         hint = ""
-        if differ:
-            hint = (f"; the newest, {newest.name}, differs in {_listed(differ)} and continues with: "
-                    f"{resume_command(_run_config(newest), newest)}")
+        if theirs is not None:
+            hint = (f"; the newest, {newest.name}, differs in {_listed(_differences(config, theirs))} and "
+                    f"continues with: {resume_command(theirs, newest)}")
         raise UserError(f"resume=latest: no run of recipe {recipe} under {output_root} was trained with these "
                         f"settings (runs with other settings: {others}){hint}")
     _, folder, state = max(matching)

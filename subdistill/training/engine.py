@@ -119,7 +119,6 @@ class Engine:
         self.run_dir, self.precision, self.resume_state = run_dir, precision, resume_state
         self.meter, self.last_state, self.last_lr = Meter(), None, hyper.lr
         self.last_eval: dict = {}
-        self.notes: list[str] = []  # said once the logger exists
 
     # prepare ---------------------------------------------------------------------------------
 
@@ -150,10 +149,9 @@ class Engine:
         self.accelerator.load_state(str(self.resume_state))
         record = checkpoints.read_trainer(self.resume_state)
         step = int(record["step"])
-        if record.get("config_digest") != checkpoints.run_digest(self.config):
-            self.notes.append(f"note: resuming {self.resume_state} with a config that differs from its run's")
 
-        # The schedule and learning rate come from the current config (the same values unless changed).
+        # The schedule and learning rate come from the current config (train.py refuses a resume whose
+        # settings differ from the run's, so these are the run's own values).
         inner = self.scheduler.scheduler
         inner.lr_lambdas = [WarmupCosine(self.hyper.warmup_steps, self.plan.total_steps) for _ in inner.base_lrs]
         inner.base_lrs = [self.hyper.lr for _ in inner.base_lrs]
@@ -169,8 +167,6 @@ class Engine:
         start = self.resume()
         total = self.plan.total_steps
         self.logger = RunLogger(self.accelerator, self.run_dir, total, start, self.task.stage)
-        for note in self.notes:
-            self.logger.info(note)
         self.logger.info(
             f"{self.task.stage}: {total} steps, {self.plan.steps_per_epoch} per epoch, global batch "
             f"{self.samples_per_step} on {self.accelerator.num_processes} process(es), {self.precision.describe()}"
