@@ -45,6 +45,13 @@ def finished(run_dir: Path) -> bool:
     return (run_dir / "student.safetensors").is_file() and (run_dir / "summary.json").is_file()
 
 
+def train_unless_finished(run_dir: Path, argv: list[str], extra: list[str]) -> None:
+    if finished(run_dir):
+        print(f"finished student found: {run_dir}; nothing to do")
+    else:
+        train(argv, extra)
+
+
 def validate_step(config: Config) -> Config:
     """Validate unless a record for this teacher, data and K exists; returns the config to distil with."""
     from subdistill import gate
@@ -123,12 +130,11 @@ def main(argv: list[str]) -> None:
     gate_off = [] if config.validate.required else ["validate.required=false"]
 
     banner("3/6 subspace student")
-    if not finished(root / name):
-        train(argv, [f"run={name}", *gate_off])
+    train_unless_finished(root / name, argv, [f"run={name}", *gate_off])
     banner("4/6 baselines: " + ", ".join(BASELINES))
     for objective in BASELINES:
-        if not finished(root / f"{name}-{objective}"):
-            train(argv, [f"run={name}-{objective}", f"train.objective={objective}"])
+        train_unless_finished(root / f"{name}-{objective}", argv, [f"run={name}-{objective}",
+                                                                   f"train.objective={objective}"])
 
     banner("5/6 evaluation")
     from subdistill.evaluate import evaluate_run

@@ -40,5 +40,6 @@ def test_demo_runs_the_whole_flow_then_reuses_it(tmp_path):
     states = sorted(p.name for p in (run_dir / "state").iterdir())
     second = run_demo(tmp_path)
     assert "nothing to do" in second and "validation of K=32 found" in second
+    assert second.count("finished student found") == 4  # the subspace student and the three baselines
     assert "run folder" not in second
     assert sorted(p.name for p in (run_dir / "state").iterdir()) == states

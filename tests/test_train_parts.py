@@ -288,5 +288,7 @@ def test_find_resume_by_path_run_or_latest(tmp_path):
         checkpoints.check_resume_settings(ours, older)
     # The command is shell-quoted: a run folder with a space in its name survives copy and paste.
     spaced = tmp_path / "my run'x"
-    command = checkpoints.resume_command(ours, spaced)
+    paused = dataclasses.replace(ours, train=dataclasses.replace(ours.train, stop_at=3))
+    command = checkpoints.resume_command(paused, spaced)
     assert shlex.split(command)[-1] == f"resume={spaced}"
+    assert "stop_at" not in command  # the continuation runs to the end

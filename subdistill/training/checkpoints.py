@@ -12,6 +12,7 @@ the seed and the step, and each item's augmentation from (seed, epoch, index)
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -70,10 +71,11 @@ def _listed(keys: list[str], most: int = 6) -> str:
 
 
 def resume_command(run_config: Config, run_dir: Path) -> str:
-    """The launch that continues ``run_dir`` with its own settings, shell-quoted."""
+    """The launch that continues ``run_dir`` to its end with its own settings (a pause's stop_at dropped), quoted."""
     from subdistill.recipes import command_arguments
 
-    return f"accelerate launch subdistill/train.py {command_arguments(run_config)} {shlex.quote(f'resume={run_dir}')}"
+    to_end = dataclasses.replace(run_config, train=dataclasses.replace(run_config.train, stop_at=0))
+    return f"accelerate launch subdistill/train.py {command_arguments(to_end)} {shlex.quote(f'resume={run_dir}')}"
 
 
 def check_resume_settings(config: Config, run_dir: Path) -> None:

@@ -13,7 +13,6 @@ remembered on the device at the step it happens and reported at the next check.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from functools import partial
@@ -241,17 +240,13 @@ class Engine:
             self.last_state = checkpoints.save_state(self.accelerator, self.run_dir, step, record, hyper.keep_last)
         if interrupt:
             self.logger.info(f"interrupted (signal {interrupt}) at step {step}; state saved to {self.last_state}; "
-                             f"continue with: {self.resume_command()}")
+                             f"continue with: {checkpoints.resume_command(self.config, self.run_dir)}")
             raise SystemExit(128 + interrupt)
         if pause:
             self.logger.info(f"paused at step {step} as train.stop_at asks; state in {self.last_state}; "
-                             f"continue with: {self.resume_command()}")
+                             f"continue with: {checkpoints.resume_command(self.config, self.run_dir)}")
         return not pause
 
-    def resume_command(self) -> str:
-        """The launch that continues this run with its own settings (a pause's stop_at dropped)."""
-        config = dataclasses.replace(self.config, train=dataclasses.replace(self.config.train, stop_at=0))
-        return checkpoints.resume_command(config, self.run_dir)
 
     def check_finite(self) -> None:
         first_bad = self.meter.first_bad
