@@ -178,7 +178,8 @@ def test_evaluate_refuses_what_it_cannot_judge(evaluated, tmp_path):
     with pytest.raises(UserError, match="holds no finished student") as refused:
         evaluate.main([f"run={tmp_path / 'paused'}"])
     hint = str(refused.value).split("finish it with: ")[1]
-    assert "tiny=true" in hint and f"output_root={tmp_path}" in hint and "stop_at" in hint  # the run's own settings
+    assert "tiny=true" in hint and f"output_root={tmp_path}" in hint  # the run's own settings
+    assert "stop_at" not in hint  # and to the end: the pause that left it unfinished is not repeated
     assert hint.endswith(f"resume={tmp_path / 'paused'}")
 
     # A baseline scored on other test examples cannot share the table.
